@@ -1,0 +1,244 @@
+"""Autograde a whole class, in parallel, one private nbgrader course per student.
+
+    python -m autograder.grade_class SUBMISSIONS LAB [--workers N] [--out DIR]
+
+SUBMISSIONS is a folder (or a .zip of one) with one sub-folder per student, each holding the student's
+`LAB.ipynb` (anywhere below it; nbgrader's `submitted/STUDENT/LAB/LAB.ipynb` layout works too).
+Writes `DIR/grades.csv` (one row per student, one column per graded cell, totals, status) and
+`DIR/feedback/STUDENT.html` (per-cell results, hidden tests removed).
+
+Isolation: every student is graded in a scratch course root with its own copy of the gradebook, by its
+own nbgrader process in its own process group, under a memory limit (RLIMIT_AS) and a wall-clock limit.
+A hang costs only that cell (nbgrader interrupts it after the per-cell timeout); a kernel that dies, a
+memory blow-up or a grader crash costs only that student, who gets 0 with the reason in `status`;
+edited or deleted test cells are restored from the gradebook before running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autograder import CONFIG, SOLUTIONS, lab_names
+from autograder.release import nbgrader
+
+
+@dataclass
+class Result:
+    """One student's outcome. `status` is "graded", or why the student scored 0 without grading."""
+
+    student: str
+    status: str
+    scores: dict[str, float] = field(default_factory=dict)
+    max_scores: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    feedback: Path | None = None
+
+    @property
+    def total(self) -> float:
+        return sum(self.scores.values())
+
+    @property
+    def max_total(self) -> float:
+        return sum(self.max_scores.values())
+
+
+def safe_id(name: str) -> str:
+    """A student id nbgrader and file systems accept: letters, digits, '.', '_' and '-'."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip("._") or "student"
+
+
+def collect(submissions: Path, lab: str, scratch: Path) -> dict[str, Path | None]:
+    """Map student id -> their notebook (None when the folder holds none) from a folder or zip."""
+    if submissions.suffix == ".zip":
+        unpacked = scratch / "unzipped"
+        with zipfile.ZipFile(submissions) as archive:
+            archive.extractall(unpacked)
+        entries = [p for p in unpacked.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+        submissions = entries[0] if len(entries) == 1 and entries[0].is_dir() and not list(entries[0].glob("*.ipynb")) else unpacked
+    if not submissions.is_dir():
+        raise SystemExit(f"SUBMISSIONS should be a folder or a .zip of one, got {submissions}")
+    found: dict[str, Path | None] = {}
+    for folder in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        notebooks = [p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
+        named = [p for p in notebooks if p.stem == lab]
+        found[safe_id(folder.name)] = (named or notebooks or [None])[0]
+    return found
+
+
+def prepare_gradebook(lab: str, scratch: Path) -> Path:
+    """Create the lab's gradebook once (cells, points, checksums and locked sources from the solution)."""
+    root = scratch / "master"
+    shutil.copytree(SOLUTIONS / lab, root / "solutions" / lab)
+    db = scratch / "master.db"
+    result = nbgrader(["generate_assignment", lab, "--force", "--create"], root, db)
+    if result.returncode != 0:
+        raise RuntimeError(f"could not prepare the gradebook of {lab}:\n{result.stderr[-3000:]}")
+    return db
+
+
+def _limits(mem_bytes: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return apply
+
+
+def _run_isolated(cmd: list[str], root: Path, timeout: float, mem_bytes: int, env: dict[str, str]) -> tuple[int | None, str]:
+    """Run `cmd` in its own process group with a memory cap; kill the whole group on timeout."""
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=_limits(mem_bytes))
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return None, out
+
+
+def read_grades(db: Path, lab: str, student: str) -> tuple[dict[str, float], dict[str, float]] | None:
+    """Scores and maxima per graded cell from a gradebook, or None if the student was not graded."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(f"sqlite:///{db}") as gb:
+        try:
+            nb = gb.find_submission_notebook(lab, lab, student)
+        except MissingEntry:
+            return None
+        scores = {g.name: float(g.score or 0.0) for g in nb.grades}
+        maxima = {g.name: float(g.max_score) for g in nb.grades}
+    return scores, maxima
+
+
+def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, scratch: Path,
+              cell_timeout: int, timeout: float, mem_bytes: int, max_scores: dict[str, float]) -> Result:
+    """Autograde one student in a private course root; never raises."""
+    start = time.perf_counter()
+    zero = dict.fromkeys(max_scores, 0.0)
+    if notebook is None:
+        return Result(student, f"no {lab}.ipynb found", zero, dict(max_scores))
+    root = scratch / "students" / student
+    try:
+        shutil.copytree(SOLUTIONS / lab, root / "solutions" / lab)
+        target = root / "submitted" / student / lab / f"{lab}.ipynb"
+        target.parent.mkdir(parents=True)
+        shutil.copy(notebook, target)
+        db = root / "gradebook.db"
+        shutil.copy(master_db, db)
+        cmd = [sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student, "--force",
+               f"--config={CONFIG}", f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url=sqlite:///{db}"]
+        env = {**os.environ, "PTLAB_COURSE_ROOT": str(root), "PTLAB_CELL_TIMEOUT": str(cell_timeout),
+               "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+        code, log = _run_isolated(cmd, root, timeout, mem_bytes, env)
+        (root / "autograde.log").write_text(log)
+        grades = read_grades(db, lab, student)
+        if code is None:
+            status = f"timed out after {timeout:.0f} s"
+        elif grades is None or code != 0:
+            reason = "kernel died" if "DeadKernel" in log or "Kernel died" in log else f"grader exited {code}"
+            status = f"not graded: {reason}"
+        else:
+            status = "graded"
+        if status != "graded" or grades is None:
+            return Result(student, status, zero, dict(max_scores), time.perf_counter() - start)
+        scores, maxima = grades
+        feedback = None
+        fb = nbgrader(["generate_feedback", lab, "--student", student, "--force"], root, db, timeout=300)
+        html = root / "feedback" / student / lab / f"{lab}.html"
+        if fb.returncode == 0 and html.exists():
+            feedback = html
+        return Result(student, status, scores, maxima, time.perf_counter() - start, feedback)
+    except Exception as err:  # noqa: BLE001 - one student's failure must not stop the class
+        return Result(student, f"not graded: {type(err).__name__}: {err}", zero, dict(max_scores),
+                      time.perf_counter() - start)
+
+
+def source_max_scores(lab: str) -> dict[str, float]:
+    """Points per graded cell, in notebook order, read from the source notebook."""
+    import nbformat
+
+    nb = nbformat.read(SOLUTIONS / lab / f"{lab}.ipynb", as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
+            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def write_csv(results: list[Result], columns: list[str], path: Path) -> None:
+    """grades.csv: student, one column per graded cell, total, max_total, status, seconds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", *columns, "total", "max_total", "status", "seconds"])
+        for r in sorted(results, key=lambda r: r.student):
+            writer.writerow([r.student, *(f"{r.scores.get(c, 0.0):g}" for c in columns),
+                             f"{r.total:g}", f"{r.max_total:g}", r.status, f"{r.seconds:.1f}"])
+
+
+def grade_class(submissions: Path, lab: str, out: Path, workers: int | None = None, cell_timeout: int = 180,
+                timeout: float = 1800, mem_gib: float | None = None, keep: bool = False) -> list[Result]:
+    """Grade every student in `submissions`; write `out/grades.csv` and `out/feedback/`; return results."""
+    if lab not in lab_names():
+        raise SystemExit(f"unknown lab {lab!r}; valid: {lab_names()}")
+    workers = workers or os.cpu_count() or 1
+    total_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    mem_gib = mem_gib or max(4.0, min(16.0, 0.8 * total_gib / workers))
+    scratch = Path(tempfile.mkdtemp(prefix=f"grade_{lab}_"))
+    try:
+        found = collect(Path(submissions), lab, scratch)
+        if not found:
+            raise SystemExit(f"no student folders in {submissions}")
+        master_db = prepare_gradebook(lab, scratch)
+        max_scores = source_max_scores(lab)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(
+                lambda item: grade_one(item[0], item[1], lab, master_db, scratch, cell_timeout, timeout,
+                                       int(mem_gib * 2**30), max_scores), found.items()))
+        elapsed = time.perf_counter() - start
+        out = Path(out)
+        write_csv(results, list(max_scores), out / "grades.csv")
+        (out / "feedback").mkdir(parents=True, exist_ok=True)
+        for r in results:
+            if r.feedback is not None:
+                shutil.copy(r.feedback, out / "feedback" / f"{r.student}.html")
+                r.feedback = out / "feedback" / f"{r.student}.html"
+        print(f"graded {len(results)} submissions of {lab} in {elapsed:.1f} s with {workers} worker(s): "
+              f"{60 * len(results) / elapsed:.2f} submissions/min; grades in {out / 'grades.csv'}")
+        return results
+    finally:
+        if not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("submissions", type=Path, help="folder (or .zip) with one sub-folder per student")
+    parser.add_argument("lab", help=f"lab name, one of {lab_names()}")
+    parser.add_argument("--out", type=Path, default=Path("grades"), help="output folder (default: grades/)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel students (default: CPU cores)")
+    parser.add_argument("--cell-timeout", type=int, default=180, help="seconds one cell may run (default 180)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds one student may take (default 1800)")
+    parser.add_argument("--mem-gib", type=float, default=None, help="memory cap per student (default: RAM*0.8/workers)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folders (logs) for debugging")
+    args = parser.parse_args(argv)
+    results = grade_class(args.submissions, args.lab, args.out, args.workers, args.cell_timeout, args.timeout,
+                          args.mem_gib, args.keep)
+    for r in sorted(results, key=lambda r: r.student):
+        print(f"{r.student:<20} {r.total:6g} / {r.max_total:g}  {r.status}")
+
+
+if __name__ == "__main__":
+    main()

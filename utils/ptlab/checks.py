@@ -1,0 +1,174 @@
+"""Test helpers for notebooks: a wrong answer becomes a message a student can act on.
+
+Every helper checks the *type* first and exactly (`type(x) is torch.Tensor`, `type(x) is int`), so an
+object whose `__eq__` always answers yes, or a tensor subclass that overrides comparisons, fails with a
+clear message instead of passing. Values are compared from the expected side, with torch's own kernels.
+Tolerances default to `torch.testing.assert_close`'s per-dtype values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+# torch.testing.assert_close's defaults (rtol, atol) per dtype.
+_DEFAULT_TOL = {
+    torch.float16: (1e-3, 1e-5),
+    torch.bfloat16: (1.6e-2, 1e-5),
+    torch.float32: (1.3e-6, 1e-5),
+    torch.float64: (1e-7, 1e-7),
+}
+
+
+def _fail(name: str, message: str) -> None:
+    raise AssertionError(f"{name}: {message}")
+
+
+def check_tensor(actual: Any, name: str = "result") -> torch.Tensor:
+    """Fail unless `actual` is a plain `torch.Tensor` (not a subclass, not a NumPy array, not None)."""
+    if type(actual) is not torch.Tensor:
+        hint = " Did you forget a `return`?" if actual is None else ""
+        if isinstance(actual, torch.Tensor):
+            hint = " Return a plain tensor (a subclass is not accepted); try `.as_subclass(torch.Tensor)`."
+        _fail(name, f"expected a torch.Tensor, got {type(actual).__name__}.{hint}")
+    return actual
+
+
+def assert_shape(actual: Any, shape: Sequence[int], name: str = "result") -> None:
+    """Fail unless `actual` is a tensor of exactly `shape`."""
+    t = check_tensor(actual, name)
+    if tuple(t.shape) != tuple(shape):
+        _fail(name, f"expected shape {tuple(shape)}, got {tuple(t.shape)}.")
+
+
+def assert_dtype(actual: Any, dtype: torch.dtype, name: str = "result") -> None:
+    """Fail unless `actual` is a tensor of `dtype`."""
+    t = check_tensor(actual, name)
+    if t.dtype != dtype:
+        _fail(name, f"expected dtype {dtype}, got {t.dtype}.")
+
+
+def assert_close(
+    actual: Any,
+    expected: torch.Tensor | float | int,
+    name: str = "result",
+    rtol: float | None = None,
+    atol: float | None = None,
+    check_dtype: bool = True,
+) -> None:
+    """Fail unless `actual` matches `expected` in type, shape, dtype and values (within rtol, atol).
+
+    A Python number `expected` asks for a Python number (or a 0-d tensor) back. On a mismatch the
+    message names the number of wrong elements, the largest error and where it is.
+    """
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        if type(actual) in (int, float):
+            actual = torch.tensor(float(actual), dtype=torch.float64)
+        elif type(actual) is torch.Tensor and actual.numel() == 1:
+            actual = actual.detach().reshape(()).to(torch.float64)
+        else:
+            _fail(name, f"expected a number, got {type(actual).__name__}.")
+        expected = torch.tensor(float(expected), dtype=torch.float64)
+        check_dtype = False
+    t = check_tensor(actual, name)
+    expected = expected.detach()
+    if tuple(t.shape) != tuple(expected.shape):
+        _fail(name, f"expected shape {tuple(expected.shape)}, got {tuple(t.shape)}.")
+    if check_dtype and t.dtype != expected.dtype:
+        _fail(name, f"expected dtype {expected.dtype}, got {t.dtype}.")
+    a = t.detach().to("cpu", torch.float64)
+    e = expected.to("cpu", torch.float64)
+    default_rtol, default_atol = _DEFAULT_TOL.get(expected.dtype, (0.0, 0.0))
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
+    nan_mismatch = torch.isnan(a) != torch.isnan(e)
+    if bool(nan_mismatch.any()):
+        where = tuple(int(i) for i in nan_mismatch.nonzero()[0])
+        _fail(name, f"NaN where none was expected (or the reverse), first at index {where}.")
+    both = torch.isnan(a) & torch.isnan(e)
+    err = (a - e).abs().masked_fill(both, 0.0)
+    err = torch.where(a == e, torch.zeros_like(err), err)  # equal infinities are a match
+    bad = err > atol + rtol * e.abs()
+    if bool(bad.any()):
+        flat = int(err.reshape(-1).argmax()) if err.numel() else 0
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), err.shape)) if err.dim() else ()
+        _fail(
+            name,
+            f"{int(bad.sum())} of {bad.numel()} values differ (rtol={rtol:g}, atol={atol:g}); "
+            f"largest error {float(err.reshape(-1)[flat]):.4g} at index {index}: "
+            f"got {float(a.reshape(-1)[flat]):.6g}, expected {float(e.reshape(-1)[flat]):.6g}.",
+        )
+
+
+def assert_equal(actual: Any, expected: Any, name: str = "result") -> None:
+    """Exact equality for Python values (int, float, str, bool, None, tuples, lists, dicts) and tensors.
+
+    The type must match exactly; containers are compared element by element so the message says where.
+    """
+    if isinstance(expected, torch.Tensor):
+        t = check_tensor(actual, name)
+        if tuple(t.shape) != tuple(expected.shape):
+            _fail(name, f"expected shape {tuple(expected.shape)}, got {tuple(t.shape)}.")
+        if t.dtype != expected.dtype:
+            _fail(name, f"expected dtype {expected.dtype}, got {t.dtype}.")
+        diff = t.detach().cpu() != expected.detach().cpu()
+        if bool(diff.any()):
+            where = tuple(int(i) for i in diff.nonzero()[0])
+            _fail(
+                name,
+                f"{int(diff.sum())} of {diff.numel()} elements differ; first at index {where}: "
+                f"got {t.detach().cpu()[where].item()}, expected {expected.detach().cpu()[where].item()}.",
+            )
+        return
+    # bool is a subclass of int and numpy ints are not ints: accept those, reject everything else.
+    number_types = (int, float)
+    if type(expected) in number_types and type(actual) is not type(expected):
+        if not (type(actual) in number_types or type(actual).__module__ == "numpy"):
+            _fail(name, f"expected {type(expected).__name__}, got {type(actual).__name__}.")
+        actual = type(expected)(actual)
+    elif type(actual) is not type(expected):
+        _fail(name, f"expected {type(expected).__name__}, got {type(actual).__name__}.")
+    if isinstance(expected, Mapping):
+        if set(actual.keys()) != set(expected.keys()):
+            _fail(name, f"expected keys {sorted(map(str, expected))}, got {sorted(map(str, actual))}.")
+        for key in expected:
+            assert_equal(actual[key], expected[key], f"{name}[{key!r}]")
+        return
+    if isinstance(expected, (list, tuple)):
+        if len(actual) != len(expected):
+            _fail(name, f"expected length {len(expected)}, got {len(actual)}.")
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_equal(a, e, f"{name}[{i}]")
+        return
+    if isinstance(expected, float) and math.isnan(expected) and math.isnan(actual):
+        return
+    if not (expected == actual):
+        _fail(name, f"expected {expected!r}, got {actual!r}.")
+
+
+def assert_raises(
+    exception: type[BaseException], fn: Callable[..., Any], *args: Any, match: str | None = None, **kwargs: Any
+) -> BaseException:
+    """Fail unless `fn(*args, **kwargs)` raises `exception` (whose message contains `match`, if given)."""
+    call = f"{getattr(fn, '__name__', 'function')}(...)"
+    try:
+        fn(*args, **kwargs)
+    except exception as err:
+        if match is not None and match.lower() not in str(err).lower():
+            _fail(call, f"raised {exception.__name__} as expected, but its message {str(err)!r} does not mention {match!r}.")
+        return err
+    except Exception as err:  # noqa: BLE001 - the student's wrong exception is the message
+        _fail(call, f"expected {exception.__name__}, but it raised {type(err).__name__}: {err}")
+    _fail(call, f"expected it to raise {exception.__name__} for this input, but it returned normally.")
+    raise AssertionError  # unreachable; keeps type checkers content
+
+
+def assert_true(condition: Any, message: str) -> None:
+    """Fail with `message` unless `condition` is exactly True (a truthy object is not enough)."""
+    if isinstance(condition, torch.Tensor) and type(condition) is torch.Tensor and condition.numel() == 1:
+        condition = bool(condition.item())
+    if condition is not True:
+        raise AssertionError(message)
