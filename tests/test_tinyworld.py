@@ -1,0 +1,181 @@
+"""The tiny world as a specification: tokenizer, tasks, splits, data sets, the oracle and the labellers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ptlab import tinyworld as tw
+from ptlab.tinyworld.tokenizer import CharCodec, save_tokenizer
+from ptlab.tinyworld.world import random_word
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("tok")
+    save_tokenizer(path)
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def test_tokenizer_round_trips_every_world_text(tokenizer):
+    texts = [tw.corpus_document(random.Random(i)) for i in range(50)]
+    for text in texts:
+        ids = tokenizer(text)["input_ids"]
+        assert ids[0] == tokenizer.bos_token_id, "every encoded text should start with <|bos|>"
+        assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def test_tokenizer_is_one_token_per_character(tokenizer):
+    text = "Q: 3+5+8+6+2+9\nSteps:\n  8+8"
+    assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) == len(text)
+
+
+def test_fast_codec_agrees_with_tokenizer(tokenizer):
+    text = tw.corpus_document(random.Random(7))
+    assert CharCodec().encode(text) == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_chat_template_renders_roles_as_special_tokens(tokenizer):
+    messages = [{"role": "user", "content": 'Repeat the word "kes".'}, {"role": "assistant", "content": "kes"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert text == '<|bos|><|user|>Repeat the word "kes".<|end|><|assistant|>kes<|end|>'
+    prompt = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    assert text.startswith(prompt) and prompt.endswith("<|assistant|>")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids[:2]) == ["<|bos|>", "<|user|>"]
+
+
+def test_eos_is_the_end_of_turn_token(tokenizer):
+    assert tokenizer.eos_token == "<|end|>" and tokenizer.pad_token == "<|pad|>"
+
+
+# ---------------------------------------------------------------- tasks and splits
+
+
+def test_there_are_at_least_eight_tasks_with_instructions():
+    assert len(tw.TASKS) >= 8
+    for task in tw.TASKS.values():
+        assert "{word}" in task.instruction
+        assert task.answer("bodu")  # every rule gives a non-empty answer on a 4-letter word
+
+
+def test_task_rules_on_a_known_word():
+    expected = {"copy": "kes", "upper": "KES", "capitalize": "Kes", "first": "k", "last": "s",
+                "shift": "lft", "double": "kkeess", "drop_first": "es", "drop_last": "ke", "swap": "eks"}
+    assert {name: tw.TASKS[name].answer("kes") for name in expected} == expected
+
+
+def test_sft_heldout_tasks_are_tasks_and_not_tuned_on():
+    assert set(tw.SFT_HELDOUT_TASKS) <= set(tw.TASKS)
+    assert not set(tw.SFT_HELDOUT_TASKS) & set(tw.SFT_TASKS)
+
+
+def test_words_of_a_split_stay_in_that_split():
+    rng = random.Random(0)
+    assert all(tw.split_of(random_word(rng, "test")) == "test" for _ in range(200))
+    assert all(tw.split_of(random_word(rng, "train")) == "train" for _ in range(200))
+
+
+def test_test_queries_never_appear_in_the_training_corpus():
+    test_words = set(tw.icl_dataset("test", n=100, k=0)["prompt"])
+    corpus = "\n".join(tw.corpus_dataset("train", n=500)["text"])
+    for prompt in test_words:
+        query = prompt.removesuffix(" -> ")
+        assert f"\n{query} -> " not in corpus and not corpus.startswith(f"{query} -> ")
+
+
+def test_same_seed_same_data_and_other_seed_other_data():
+    a, b = tw.chat_dataset("train", n=50, seed=3), tw.chat_dataset("train", n=50, seed=3)
+    assert a.to_list() == b.to_list()
+    assert tw.chat_dataset("train", n=50, seed=4)["messages"] != a["messages"]
+    assert tw.preference_dataset("test", n=30).to_list() == tw.preference_dataset("test", n=30).to_list()
+    assert tw.arithmetic_dataset("test", n=30).to_list() == tw.arithmetic_dataset("test", n=30).to_list()
+
+
+def test_unknown_task_and_split_are_refused_with_the_valid_names():
+    with pytest.raises(ValueError, match="valid tasks"):
+        tw.chat_dataset("train", n=2, tasks=["reverse"])
+    with pytest.raises(ValueError, match="split should be one of"):
+        tw.arithmetic_dataset("validation", n=2)
+
+
+# ---------------------------------------------------------------- in-context learning
+
+
+def test_icl_prompt_has_demonstrations_and_no_task_name():
+    prompt = tw.icl_prompt([("kes", "KES"), ("bodu", "BODU")], "fami")
+    assert prompt == "kes -> KES\nbodu -> BODU\nfami -> "
+    for row in tw.icl_dataset("test", n=20, k=8):
+        assert row["prompt"].count("\n") == 8
+        assert row["task"] not in row["prompt"]
+
+
+def test_icl_rows_keep_the_same_query_across_k():
+    queries = [
+        [p.rsplit("\n", 1)[-1] for p in tw.icl_dataset("test", n=10, k=k)["prompt"]] for k in (0, 1, 4, 8)
+    ]
+    assert all(q == queries[0] for q in queries)
+
+
+def test_icl_dataset_is_balanced_over_tasks():
+    tasks = tw.icl_dataset("test", n=100, k=1)["task"]
+    assert {t: tasks.count(t) for t in tw.TASKS} == {t: 100 // len(tw.TASKS) for t in tw.TASKS}
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+def test_worked_solution_is_right_aligned_and_ends_with_the_answer():
+    solution = tw.cot_solution([3, 5, 8, 6, 2, 9])
+    lines = solution.splitlines()
+    assert lines[:3] == ["3+5+8+6+2+9", "  8+8+6+2+9", "    6+6+2+9"]
+    assert {len(line) for line in lines[:-1]} == {11}  # every step line has the question's width
+    assert lines[-1] == "A: 3" and tw.parse_arithmetic_answer(solution) == "3"
+
+
+def test_arithmetic_rows_are_consistent():
+    for row in tw.arithmetic_dataset("test", n=50):
+        digits = [int(c) for c in row["question"].split("+")]
+        assert row["answer"] == str(sum(digits) % 10)
+        assert row["direct_prompt"].endswith("A: ") and row["cot_prompt"].endswith(f"{tw.STEP_CUE}\n")
+        assert tw.parse_arithmetic_answer(row["solution"]) == row["answer"]
+
+
+# ---------------------------------------------------------------- chat, oracle and preferences
+
+
+def test_chat_rows_end_with_the_assistant_reply():
+    for row in tw.chat_dataset("test", n=30):
+        assert row["messages"][:-1] == row["prompt_messages"]
+        assert row["messages"][-1] == {"role": "assistant", "content": row["answer"]}
+        task, word = tw.parse_instruction(row["prompt_messages"][-1]["content"])
+        assert task.name == row["task"] and task.answer(word) == row["answer"]
+
+
+def test_oracle_puts_correctness_first_then_concision():
+    prompt = [{"role": "user", "content": 'Write "kes" in capital letters.'}]
+    bare, polite, elaborate = "KES", "Sure! KES", tw.FILLERS[2][0] + "KES"
+    wrong_bare = "KEZ"
+    assert tw.oracle_score(prompt, bare) > tw.oracle_score(prompt, polite) > tw.oracle_score(prompt, elaborate)
+    assert tw.oracle_score(prompt, elaborate) > tw.oracle_score(prompt, wrong_bare)
+
+
+def test_labels_mostly_agree_with_the_oracle_but_favour_elaborate_replies():
+    data = tw.preference_dataset("train", n=2000)
+    agree = sum(data["label_agrees_with_oracle"]) / len(data)
+    assert 0.90 <= agree < 1.0  # the flaw is a minority (expected 1 - 0.05 * 0.85 = 0.96)
+    elaborate = [a for a, k in zip(data["label_agrees_with_oracle"], data["kind"]) if k == "elaborate"]
+    assert sum(elaborate) / len(elaborate) < 0.5  # on those pairs the labellers mostly go against the oracle
+
+
+def test_chosen_is_the_label_and_oracle_scores_match_the_replies():
+    for row in tw.preference_dataset("test", n=50):
+        assert row["chosen"] != row["rejected"]
+        assert row["chosen_oracle_score"] == tw.oracle_score(row["prompt"], row["chosen"])
+        assert row["label_agrees_with_oracle"] == (row["chosen_oracle_score"] > row["rejected_oracle_score"])

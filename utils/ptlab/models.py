@@ -1,0 +1,70 @@
+"""Model and tokenizer loading: one call for the shipped tiny models and for Hub models.
+
+    model, tokenizer = load("tiny-sft")                        # shipped files, offline, CPU
+    model, tokenizer = load("HuggingFaceTB/SmolLM2-135M-Instruct", torch_dtype="auto")
+    reward_model, tokenizer = load("tiny-rm")                  # kind="reward" is implied
+
+Tiny names resolve to folders inside the installed package (`checkpoint_path`), so they load with
+`HF_HUB_OFFLINE=1` and no network. Anything else is passed to `from_pretrained` unchanged (a Hub id or
+a local folder).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+# name -> (kind, what it is)
+TINY_MODELS: dict[str, tuple[str, str]] = {
+    "tiny-base": ("causal", "Llama pretrained on the tiny world's corpus; a completion model"),
+    "tiny-sft": ("causal", "tiny-base instruction-tuned on the world's chats"),
+    "tiny-rm": ("reward", "reward model (one score) trained on the world's preference pairs"),
+}
+KINDS = ("causal", "reward")
+
+
+def checkpoint_path(name: str) -> Path:
+    """The folder of a shipped tiny checkpoint, e.g. checkpoint_path("tiny-base")."""
+    if name not in TINY_MODELS:
+        raise ValueError(f"unknown tiny model {name!r}; valid names are {list(TINY_MODELS)}")
+    path = CHECKPOINTS_DIR / name
+    if not (path / "config.json").exists():
+        step = name.removeprefix("tiny-")
+        raise FileNotFoundError(
+            f"{name} is missing at {path}; rebuild it with `python -m ptlab.tinyworld.train {step}`"
+        )
+    return path
+
+
+def load(name_or_id: str, kind: str | None = None, **kwargs):
+    """Load (model, tokenizer) for a tiny name, a local folder or a Hub id, in eval mode.
+
+    Args:
+        name_or_id: "tiny-base", "tiny-sft", "tiny-rm", a folder, or a Hub id.
+        kind: "causal" (AutoModelForCausalLM) or "reward" (AutoModelForSequenceClassification with one
+            label). Default: the tiny model's own kind, else "causal".
+        **kwargs: passed to the model's `from_pretrained` (torch_dtype, device_map, quantization_config...).
+    Returns:
+        (model, tokenizer); the tokenizer always has a pad token (the EOS token when the model has none,
+        as is usual for Hub causal models) and the model's config knows its id.
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    if kind is None:
+        kind = TINY_MODELS[name_or_id][0] if name_or_id in TINY_MODELS else "causal"
+    if kind not in KINDS:
+        raise ValueError(f"kind should be one of {KINDS}, got {kind!r}")
+    source = str(checkpoint_path(name_or_id)) if name_or_id in TINY_MODELS else name_or_id
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if kind == "causal":
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    else:
+        kwargs.setdefault("num_labels", 1)
+        model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    if model.config.pad_token_id is None:
+        # sequence classification reads the score at the last non-pad token, so it must know the pad id
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.eval(), tokenizer

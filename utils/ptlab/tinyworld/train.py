@@ -1,0 +1,336 @@
+"""Rebuild the shipped tiny checkpoints, deterministically from a seed, on a CPU.
+
+    python -m ptlab.tinyworld.train base   # pretrain tiny-base on the world's corpus
+    python -m ptlab.tinyworld.train sft    # tiny-base -> tiny-sft on the chat data (SFT_TASKS only)
+    python -m ptlab.tinyworld.train rm     # tiny-sft -> tiny-rm on the labelled preference pairs
+    python -m ptlab.tinyworld.evaluate --update-cards   # measure all three, write the model cards
+
+Each command shows a progress bar, appends a log to runs/<name>.log, and writes config.json,
+model.safetensors, the tokenizer files and train_facts.json into utils/ptlab/checkpoints/<name>/.
+Options: --steps, --seed, --out (a folder instead of the shipped one), --threads.
+
+Dimension letters: B batch, T tokens per row, V vocabulary, D hidden size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ptlab.models import CHECKPOINTS_DIR
+from ptlab.tinyworld.tokenizer import CharCodec, hf_tokenizer, save_tokenizer, vocab
+from ptlab.tinyworld.world import SFT_TASKS, chat_dataset, corpus_document, preference_dataset
+
+RUNS_DIR = Path("runs")
+
+
+@dataclass
+class ModelShape:
+    """tiny-base's Llama shape: 3.2M parameters, 12.8 MB in fp32 (the cap is 16 MB per checkpoint)."""
+
+    hidden_size: int = 256
+    intermediate_size: int = 688  # about 8/3 x hidden, as in Llama's SwiGLU MLP
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4  # head dim 64
+    max_position_embeddings: int = 512
+
+
+@dataclass
+class TrainConfig:
+    """One stage's hyper-parameters; the defaults are the ones the shipped checkpoints were built with."""
+
+    stage: str
+    steps: int
+    batch_size: int
+    lr: float
+    warmup: int
+    seq_len: int = 256  # base only: the packed block length
+    weight_decay: float = 0.1
+    seed: int = 0
+    threads: int = 2
+    extra: dict = field(default_factory=dict)
+
+
+DEFAULTS = {
+    "base": TrainConfig("base", steps=3000, batch_size=16, lr=2e-3, warmup=150),
+    "sft": TrainConfig("sft", steps=500, batch_size=32, lr=5e-4, warmup=30),
+    "rm": TrainConfig("rm", steps=400, batch_size=16, lr=2e-4, warmup=30),
+}
+NAMES = {"base": "tiny-base", "sft": "tiny-sft", "rm": "tiny-rm"}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers shared by the three stages
+
+
+def _log(name: str, message: str) -> None:
+    RUNS_DIR.mkdir(exist_ok=True)
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+    with open(RUNS_DIR / f"{name}.log", "a") as f:
+        f.write(line + "\n")
+    tqdm.write(line)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on norms (1-D weights), as in nanoGPT."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def train_loop(name: str, model: torch.nn.Module, cfg: TrainConfig,
+               batches: Iterator[dict[str, torch.Tensor]], loss_fn) -> dict:
+    """Run cfg.steps optimizer steps with a progress bar; returns facts for the model card."""
+    optimizer = make_optimizer(model, cfg)
+    model.train()
+    start, tokens, losses = time.time(), 0, []
+    bar = tqdm(range(cfg.steps), desc=name, mininterval=5)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        batch = next(batches)
+        loss = loss_fn(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += int(batch["attention_mask"].sum())
+        losses.append(loss.item())
+        if step % 50 == 0 or step == cfg.steps - 1:
+            recent = sum(losses[-50:]) / len(losses[-50:])
+            rate = tokens / (time.time() - start)
+            bar.set_postfix(loss=f"{recent:.3f}", tok_s=f"{rate:.0f}")
+            _log(name, f"step {step} loss {recent:.4f} lr {lr_at(step, cfg):.2e} tokens {tokens} tok/s {rate:.0f}")
+    minutes = (time.time() - start) / 60
+    model.eval()
+    return {"steps": cfg.steps, "tokens": tokens, "minutes": round(minutes, 1),
+            "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4), "config": asdict(cfg)}
+
+
+def save(model, name: str, out: Path, facts: dict) -> None:
+    """config.json + model.safetensors (fp32) + tokenizer files + train_facts.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    save_tokenizer(out)
+    facts = {"name": name, "torch": torch.__version__, **facts}
+    (out / "train_facts.json").write_text(json.dumps(facts, indent=2) + "\n")
+    _log(name, f"saved to {out} ({facts['minutes']} min, {facts['tokens']} tokens)")
+
+
+def _seed(cfg: TrainConfig) -> None:
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stage 1: pretraining on packed plain text
+
+
+def base_config(shape: ModelShape = ModelShape()):
+    """The Llama config of tiny-base (and so of tiny-sft and tiny-rm)."""
+    from transformers import LlamaConfig
+
+    ids = vocab()
+    return LlamaConfig(
+        vocab_size=len(ids),
+        num_key_value_heads=shape.num_attention_heads,
+        tie_word_embeddings=True,  # saves V x D parameters; the input and output share one character table
+        bos_token_id=ids["<|bos|>"],
+        eos_token_id=ids["<|end|>"],
+        pad_token_id=ids["<|pad|>"],
+        rope_theta=10000.0,
+        **asdict(shape),
+    )
+
+
+def packed_blocks(seed: int, batch_size: int, seq_len: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches of corpus documents, each opened by <|bos|>, packed into (B, T) blocks.
+
+    Packing wastes no compute on padding; a document cut at a block edge continues in the next block,
+    as in GPT-2's pretraining.
+    """
+    codec, rng = CharCodec(), random.Random(f"tinyworld:pretrain:{seed}")
+    buffer: list[int] = []
+    while True:
+        while len(buffer) < batch_size * seq_len:
+            buffer += [codec.bos_id] + codec.encode(corpus_document(rng, "train"))
+        block = torch.tensor(buffer[: batch_size * seq_len]).view(batch_size, seq_len)  # (B, T)
+        buffer = buffer[batch_size * seq_len :]
+        yield {"input_ids": block, "attention_mask": torch.ones_like(block)}
+
+
+def lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Next-token cross-entropy; label -100 marks positions without a target (prompt, padding)."""
+    labels = batch.get("labels", batch["input_ids"])
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+
+
+def train_base(cfg: TrainConfig, out: Path) -> None:
+    from transformers import LlamaForCausalLM
+
+    _seed(cfg)
+    model = LlamaForCausalLM(base_config())
+    n_params = sum(p.numel() for p in model.parameters())
+    _log("tiny-base", f"start: {n_params} parameters, {cfg}")
+    facts = train_loop("tiny-base", model, cfg, packed_blocks(cfg.seed, cfg.batch_size, cfg.seq_len), lm_loss)
+    facts["parameters"] = n_params
+    _set_generation_defaults(model)
+    save(model, "tiny-base", out, facts)
+
+
+def _set_generation_defaults(model) -> None:
+    ids = vocab()
+    model.generation_config.bos_token_id = ids["<|bos|>"]
+    model.generation_config.eos_token_id = ids["<|end|>"]
+    model.generation_config.pad_token_id = ids["<|pad|>"]
+    model.generation_config.do_sample = False
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stage 2: instruction tuning (loss on the assistant reply only)
+
+
+def chat_ids(tokenizer, prompt_messages: list[dict], reply: str) -> tuple[list[int], list[int]]:
+    """Token ids of a chat and its labels: -100 on the prompt, the reply's ids and <|end|> after it."""
+    prompt = tokenizer.apply_chat_template(prompt_messages, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(prompt_messages + [{"role": "assistant", "content": reply}],
+                                         tokenize=False)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise ValueError("the chat template renders the prompt differently inside the full chat")
+    return full_ids, [-100] * len(prompt_ids) + full_ids[len(prompt_ids) :]
+
+
+def pad_batch(rows: list[list[int]], labels: list[list[int]] | None, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest row: input_ids and attention_mask (B, T), labels (B, T) with -100."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    out_labels = torch.full((len(rows), width), -100)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        attention_mask[i, : len(r)] = 1
+        if labels is not None:
+            out_labels[i, : len(r)] = torch.tensor(labels[i])
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if labels is not None:
+        batch["labels"] = out_labels
+    return batch
+
+
+def sft_batches(tokenizer, seed: int, batch_size: int, n_rows: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless shuffled epochs over chat_dataset("train", tasks=SFT_TASKS)."""
+    data = chat_dataset("train", n=n_rows, tasks=SFT_TASKS, seed=seed)
+    encoded = [chat_ids(tokenizer, row["prompt_messages"], row["answer"]) for row in data]
+    rng = random.Random(f"tinyworld:sft-order:{seed}")
+    while True:
+        order = list(range(len(encoded)))
+        rng.shuffle(order)
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            chunk = [encoded[j] for j in order[i : i + batch_size]]
+            yield pad_batch([c[0] for c in chunk], [c[1] for c in chunk], tokenizer.pad_token_id)
+
+
+def train_sft(cfg: TrainConfig, out: Path, base: Path) -> None:
+    from transformers import LlamaForCausalLM
+
+    _seed(cfg)
+    tokenizer = hf_tokenizer()
+    model = LlamaForCausalLM.from_pretrained(str(base))
+    n_rows = cfg.extra.get("rows", 8000)
+    _log("tiny-sft", f"start from {base}: {n_rows} chats of tasks {SFT_TASKS}, {cfg}")
+    facts = train_loop("tiny-sft", model, cfg, sft_batches(tokenizer, cfg.seed, cfg.batch_size, n_rows), lm_loss)
+    facts["sft_tasks"] = list(SFT_TASKS)
+    _set_generation_defaults(model)
+    save(model, "tiny-sft", out, facts)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stage 3: reward model, pairwise loss
+
+
+def rm_batches(tokenizer, seed: int, batch_size: int, n_rows: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches of labelled pairs: rows 0..B-1 are the chosen replies, rows B..2B-1 the rejected."""
+    data = preference_dataset("train", n=n_rows, seed=seed)
+    pairs = [(chat_ids(tokenizer, r["prompt"], r["chosen"])[0], chat_ids(tokenizer, r["prompt"], r["rejected"])[0])
+             for r in data]
+    rng = random.Random(f"tinyworld:rm-order:{seed}")
+    while True:
+        order = list(range(len(pairs)))
+        rng.shuffle(order)
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            chunk = [pairs[j] for j in order[i : i + batch_size]]
+            yield pad_batch([c[0] for c in chunk] + [c[1] for c in chunk], None, tokenizer.pad_token_id)
+
+
+def pairwise_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """-log sigmoid(r_chosen - r_rejected), the Bradley-Terry loss of InstructGPT (Ouyang et al. 2022, eq. 1)."""
+    rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]  # (2B,)
+    chosen, rejected = rewards.chunk(2)  # (B,), (B,)
+    return -F.logsigmoid(chosen - rejected).mean()
+
+
+def train_rm(cfg: TrainConfig, out: Path, sft: Path) -> None:
+    from transformers import LlamaForSequenceClassification
+
+    _seed(cfg)
+    tokenizer = hf_tokenizer()
+    model = LlamaForSequenceClassification.from_pretrained(str(sft), num_labels=1)
+    torch.nn.init.zeros_(model.score.weight)  # start from reward 0 everywhere, so the first loss is log 2
+    model.config.pad_token_id = tokenizer.pad_token_id
+    n_rows = cfg.extra.get("rows", 6000)
+    _log("tiny-rm", f"start from {sft}: {n_rows} labelled pairs, {cfg}")
+    facts = train_loop("tiny-rm", model, cfg, rm_batches(tokenizer, cfg.seed, cfg.batch_size, n_rows), pairwise_loss)
+    save(model, "tiny-rm", out, facts)
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=list(DEFAULTS))
+    parser.add_argument("--steps", type=int, help="optimizer steps (default: the shipped recipe)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="output folder (default: the shipped checkpoint folder)")
+    parser.add_argument("--init", type=Path, help="sft/rm: the checkpoint to start from (default: shipped)")
+    args = parser.parse_args(argv)
+    cfg = DEFAULTS[args.stage]
+    cfg.seed, cfg.threads = args.seed, args.threads
+    if args.steps:
+        cfg.steps = args.steps
+    out = args.out or CHECKPOINTS_DIR / NAMES[args.stage]
+    if args.stage == "base":
+        train_base(cfg, out)
+    elif args.stage == "sft":
+        train_sft(cfg, out, args.init or CHECKPOINTS_DIR / "tiny-base")
+    else:
+        train_rm(cfg, out, args.init or CHECKPOINTS_DIR / "tiny-sft")
+
+
+if __name__ == "__main__":
+    main()
