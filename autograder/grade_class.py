@@ -32,8 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import CONFIG, SOLUTIONS, lab_names
-from autograder.release import nbgrader
+from autograder import SOLUTIONS, lab_names
+from autograder.release import config_env, nbgrader
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Result:
     max_scores: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     feedback: Path | None = None
+    errors: list[str] = field(default_factory=list)  # errors raised by ordinary (non-graded) cells
 
     @property
     def total(self) -> float:
@@ -124,6 +125,18 @@ def read_grades(db: Path, lab: str, student: str) -> tuple[dict[str, float], dic
     return scores, maxima
 
 
+def _kernel_died(log: str) -> bool:
+    return "DeadKernel" in log or "Kernel died" in log or "kernel died" in log
+
+
+def _errors_outside_tests(path: Path) -> list[str]:
+    import nbformat
+
+    from ptlab.runner import errors_outside_tests
+
+    return errors_outside_tests(nbformat.read(path, as_version=4)) if path.exists() else []
+
+
 def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, scratch: Path,
               cell_timeout: int, timeout: float, mem_bytes: int, max_scores: dict[str, float]) -> Result:
     """Autograde one student in a private course root; never raises."""
@@ -140,28 +153,34 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
         db = root / "gradebook.db"
         shutil.copy(master_db, db)
         cmd = [sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student, "--force",
-               f"--config={CONFIG}", f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url=sqlite:///{db}"]
-        env = {**os.environ, "PTLAB_COURSE_ROOT": str(root), "PTLAB_CELL_TIMEOUT": str(cell_timeout),
+               f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url=sqlite:///{db}"]
+        env = {**os.environ, **config_env(root), "PTLAB_CELL_TIMEOUT": str(cell_timeout),
                "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
-        code, log = _run_isolated(cmd, root, timeout, mem_bytes, env)
+        for attempt in range(2):
+            code, log = _run_isolated(cmd, root, timeout, mem_bytes, env)
+            grades = read_grades(db, lab, student)
+            # Retry once when the grader itself failed to start a kernel (two kernels starting at the
+            # same moment can race for a TCP port); never for a timeout or a kernel the student killed.
+            if code in (0, None) or grades is not None or _kernel_died(log):
+                break
         (root / "autograde.log").write_text(log)
-        grades = read_grades(db, lab, student)
         if code is None:
             status = f"timed out after {timeout:.0f} s"
         elif grades is None or code != 0:
-            reason = "kernel died" if "DeadKernel" in log or "Kernel died" in log else f"grader exited {code}"
+            reason = "the kernel died (crash, os.kill or out of memory)" if _kernel_died(log) else f"grader exited {code}"
             status = f"not graded: {reason}"
         else:
             status = "graded"
         if status != "graded" or grades is None:
             return Result(student, status, zero, dict(max_scores), time.perf_counter() - start)
         scores, maxima = grades
+        errors = _errors_outside_tests(root / "autograded" / student / lab / f"{lab}.ipynb")
         feedback = None
         fb = nbgrader(["generate_feedback", lab, "--student", student, "--force"], root, db, timeout=300)
         html = root / "feedback" / student / lab / f"{lab}.html"
         if fb.returncode == 0 and html.exists():
             feedback = html
-        return Result(student, status, scores, maxima, time.perf_counter() - start, feedback)
+        return Result(student, status, scores, maxima, time.perf_counter() - start, feedback, errors)
     except Exception as err:  # noqa: BLE001 - one student's failure must not stop the class
         return Result(student, f"not graded: {type(err).__name__}: {err}", zero, dict(max_scores),
                       time.perf_counter() - start)

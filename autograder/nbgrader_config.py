@@ -57,3 +57,4 @@ c.GenerateFeedback.preprocessors = [
     "autograder.preprocessors.HideHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+

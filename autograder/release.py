@@ -20,11 +20,16 @@ from pathlib import Path
 from autograder import CONFIG, LABS, ROOT, lab_names
 
 
+def config_env(root: Path) -> dict[str, str]:
+    """Environment that makes nbgrader read `autograder/nbgrader_config.py` for the course at `root`."""
+    return {"JUPYTER_CONFIG_PATH": str(CONFIG.parent), "PTLAB_COURSE_ROOT": str(root)}
+
+
 def nbgrader(args: list[str], root: Path, db: Path, timeout: float | None = None, **kwargs) -> subprocess.CompletedProcess:
     """Run an nbgrader command with the course config, course root `root` and gradebook `db`."""
-    cmd = [sys.executable, "-m", "nbgrader", *args, f"--config={CONFIG}",
+    cmd = [sys.executable, "-m", "nbgrader", *args,
            f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url=sqlite:///{db}"]
-    env = {**os.environ, "PTLAB_COURSE_ROOT": str(root)}
+    env = {**os.environ, **config_env(root)}
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 

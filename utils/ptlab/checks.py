@@ -151,19 +151,22 @@ def assert_equal(actual: Any, expected: Any, name: str = "result") -> None:
 
 def assert_raises(
     exception: type[BaseException], fn: Callable[..., Any], *args: Any, match: str | None = None, **kwargs: Any
-) -> BaseException:
-    """Fail unless `fn(*args, **kwargs)` raises `exception` (whose message contains `match`, if given)."""
+) -> None:
+    """Fail unless `fn(*args, **kwargs)` raises `exception` (whose message contains `match`, if given).
+
+    Returns None on purpose: a test cell whose last line is this call must show no value, since nbgrader
+    reads a test cell's displayed value as partial credit.
+    """
     call = f"{getattr(fn, '__name__', 'function')}(...)"
     try:
         fn(*args, **kwargs)
     except exception as err:
         if match is not None and match.lower() not in str(err).lower():
             _fail(call, f"raised {exception.__name__} as expected, but its message {str(err)!r} does not mention {match!r}.")
-        return err
+        return
     except Exception as err:  # noqa: BLE001 - the student's wrong exception is the message
         _fail(call, f"expected {exception.__name__}, but it raised {type(err).__name__}: {err}")
     _fail(call, f"expected it to raise {exception.__name__} for this input, but it returned normally.")
-    raise AssertionError  # unreachable; keeps type checkers content
 
 
 def assert_true(condition: Any, message: str) -> None:

@@ -1,0 +1,104 @@
+"""ptlab.checks: right answers pass, wrong ones fail with a message that says where, fakes cannot pass."""
+
+import pytest
+import torch
+
+from ptlab import checks
+
+
+class AlwaysEqual:
+    def __eq__(self, other):
+        return True
+
+    def __bool__(self):
+        return True
+
+
+class LyingTensor(torch.Tensor):
+    def __eq__(self, other):
+        return torch.ones_like(torch.Tensor(self), dtype=torch.bool)
+
+
+def test_assert_close_accepts_values_within_float32_tolerance():
+    x = torch.randn(4, 5)
+    checks.assert_close(x + 1e-7, x)
+
+
+def test_assert_close_reports_count_largest_error_and_index():
+    expected = torch.zeros(2, 3)
+    actual = expected.clone()
+    actual[1, 2] = 0.5
+    with pytest.raises(AssertionError, match=r"1 of 6 values differ.*largest error 0.5 at index \(1, 2\)"):
+        checks.assert_close(actual, expected, "probs")
+
+
+def test_assert_close_names_shape_and_dtype_mismatches():
+    with pytest.raises(AssertionError, match=r"expected shape \(2, 3\), got \(3, 2\)"):
+        checks.assert_close(torch.zeros(3, 2), torch.zeros(2, 3))
+    with pytest.raises(AssertionError, match="expected dtype torch.float32, got torch.float64"):
+        checks.assert_close(torch.zeros(2, dtype=torch.float64), torch.zeros(2))
+
+
+def test_assert_close_rejects_none_with_a_hint_about_return():
+    with pytest.raises(AssertionError, match="forget a `return`"):
+        checks.assert_close(None, torch.zeros(2))
+
+
+def test_a_tensor_subclass_with_a_lying_eq_cannot_pass():
+    fake = torch.zeros(3).as_subclass(LyingTensor)
+    with pytest.raises(AssertionError, match="subclass"):
+        checks.assert_close(fake, torch.ones(3))
+    with pytest.raises(AssertionError, match="subclass"):
+        checks.assert_equal(fake, torch.ones(3))
+
+
+def test_an_object_whose_eq_always_says_yes_cannot_pass():
+    for expected in (3, "abc", [1, 2], (1,), {"a": 1}):
+        with pytest.raises(AssertionError, match="expected"):
+            checks.assert_equal(AlwaysEqual(), expected)
+    with pytest.raises(AssertionError, match="expected a number"):
+        checks.assert_close(AlwaysEqual(), 1.0)
+    with pytest.raises(AssertionError):
+        checks.assert_true(AlwaysEqual(), "a truthy object is not True")
+
+
+def test_nan_where_a_number_is_expected_fails_and_matching_nans_pass():
+    with pytest.raises(AssertionError, match="NaN"):
+        checks.assert_close(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]))
+    checks.assert_close(torch.tensor([float("nan"), float("inf")]), torch.tensor([float("nan"), float("inf")]))
+
+
+def test_python_numbers_compare_with_numbers_and_zero_dim_tensors():
+    checks.assert_close(0.5, 0.5)
+    checks.assert_close(torch.tensor(0.5), 0.5)
+    with pytest.raises(AssertionError, match="got 0.6"):
+        checks.assert_close(0.6, 0.5)
+
+
+def test_assert_equal_points_into_nested_containers():
+    with pytest.raises(AssertionError, match=r"counts\['b'\]\[1\]: expected 3, got 4"):
+        checks.assert_equal({"a": [1], "b": [2, 4]}, {"a": [1], "b": [2, 3]}, "counts")
+
+
+def test_assert_equal_accepts_numpy_integers_for_ints_but_not_strings():
+    np = pytest.importorskip("numpy")
+    checks.assert_equal(np.int64(3), 3)
+    with pytest.raises(AssertionError, match="expected int, got str"):
+        checks.assert_equal("3", 3)
+
+
+def test_assert_raises_passes_on_the_right_error_and_explains_the_others():
+    def bad(x):
+        if x < 0:
+            raise ValueError("x should be >= 0, got -1")
+        if x == 0:
+            raise TypeError("zero")
+        return x
+
+    assert checks.assert_raises(ValueError, bad, -1, match="should be") is None  # no value: see docstring
+    with pytest.raises(AssertionError, match="returned normally"):
+        checks.assert_raises(ValueError, bad, 1)
+    with pytest.raises(AssertionError, match="raised TypeError"):
+        checks.assert_raises(ValueError, bad, 0)
+    with pytest.raises(AssertionError, match="does not mention"):
+        checks.assert_raises(ValueError, bad, -1, match="shape")
