@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from ptlab import lora, tinyworld
+from torch import nn
 
 
 @pytest.fixture(scope="module")
