@@ -156,7 +156,8 @@ def reward_accuracy(reward_model, tokenizer, n: int, split: str = "test") -> dic
 # The table
 
 
-def evaluate_all(n: int, checkpoints: dict[str, Path] | None = None, ks: Sequence[int] = KS) -> dict:
+def evaluate_all(n: int, checkpoints: dict[str, Path] | None = None, ks: Sequence[int] = KS,
+                 threads: int = 1) -> dict:
     """Every number of the table, as a dict (fractions in [0, 1])."""
     from ptlab.models import load
 
@@ -165,7 +166,7 @@ def evaluate_all(n: int, checkpoints: dict[str, Path] | None = None, ks: Sequenc
             return load(str(checkpoints[name]), kind=kind)
         return load(name)
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)  # one thread: see TrainConfig.threads for why on a shared machine
     results: dict = {"n": n}
     base, tok = _load("tiny-base", "causal")
     results["icl"] = {k: icl_accuracy(base, tok, k, n) for k in ks}
@@ -267,13 +268,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fast", action="store_true", help="40 items per measure")
     parser.add_argument("--update-cards", action="store_true", help="write the numbers into the model cards")
     parser.add_argument("--json", type=Path, help="also save the numbers as JSON here")
+    parser.add_argument("--threads", type=int, default=1)
     for name in ("base", "sft", "rm"):
         parser.add_argument(f"--{name}", type=Path, help=f"evaluate this folder instead of the shipped tiny-{name}")
     args = parser.parse_args(argv)
     n = 40 if args.fast else args.n
     overrides = {f"tiny-{s}": getattr(args, s) for s in ("base", "sft", "rm") if getattr(args, s)}
     start = time.time()
-    results = evaluate_all(n, overrides)
+    results = evaluate_all(n, overrides, threads=args.threads)
     print(format_table(results))
     print(f"\n(evaluated in {time.time() - start:.0f} s)")
     if args.json:

@@ -1,0 +1,146 @@
+"""The shipped tiny checkpoints: offline loading with the Auto classes, sizes, and a fast evaluation.
+
+The fast evaluation uses 40 held-out items per measure. Its thresholds sit below the full bars (binomial
+noise on 40 items is about +-7 points at 80%), yet far above what a randomly initialised model of the
+same shape reaches (about 0%), and a test checks that such a model fails them.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ptlab.models import TINY_MODELS, checkpoint_path, load
+from ptlab.tinyworld import evaluate as ev
+
+N_FAST = 40
+FAST_BARS = {"icl_k0_max": 0.40, "icl_k8_min": 0.60, "cot_min": 0.50, "cot_gap_min": 0.20,
+             "chat_base_max": 0.30, "chat_sft_min": 0.70, "rm_min": 0.80}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load("tiny-base")
+
+
+@pytest.fixture(scope="module")
+def sft():
+    return load("tiny-sft")
+
+
+# ---------------------------------------------------------------- files and loading
+
+
+@pytest.mark.parametrize("name", list(TINY_MODELS))
+def test_checkpoint_has_the_hugging_face_files(name):
+    path = checkpoint_path(name)
+    for file in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "README.md"):
+        assert (path / file).exists(), f"{name} lacks {file}"
+
+
+def test_checkpoints_fit_the_size_budget():
+    sizes = {name: (checkpoint_path(name) / "model.safetensors").stat().st_size for name in TINY_MODELS}
+    assert all(s <= 16e6 for s in sizes.values()), sizes
+    assert sum(sizes.values()) <= 40e6, sizes
+
+
+def test_auto_classes_load_the_shipped_files_offline():
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(checkpoint_path("tiny-base")))
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint_path("tiny-base")))
+    assert tokenizer.chat_template is not None
+    reward_model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint_path("tiny-rm")))
+    assert reward_model.config.num_labels == 1 and reward_model.config.pad_token_id == tokenizer.pad_token_id
+    assert model.config.model_type == "llama"
+
+
+def test_base_has_the_llama_module_names_that_lora_targets(base):
+    model, _ = base
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= names
+
+
+def test_load_picks_the_kind_from_the_tiny_name():
+    reward_model, _ = load("tiny-rm")
+    assert reward_model.__class__.__name__ == "LlamaForSequenceClassification"
+    assert not reward_model.training
+
+
+def test_load_accepts_a_folder_like_a_hub_id():
+    model, tokenizer = load(str(checkpoint_path("tiny-sft")))
+    assert model.__class__.__name__ == "LlamaForCausalLM" and tokenizer.pad_token is not None
+
+
+def test_unknown_names_and_kinds_list_the_valid_ones():
+    with pytest.raises(ValueError, match="valid names"):
+        checkpoint_path("tiny-huge")
+    with pytest.raises(ValueError, match="kind should be one of"):
+        load("tiny-base", kind="seq2seq")
+
+
+def test_loaded_model_is_deterministic_and_batch_independent(base):
+    model, tokenizer = base
+    ids = tokenizer(["kes -> KES\nbodu -> ", "Q: 1+2+3+4+5+6\nA: "], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        both = model(**ids).logits
+        one = model(input_ids=ids["input_ids"][:1, : int(ids["attention_mask"][0].sum())]).logits
+    # padding on the right must not change the first row's logits; 1e-4 covers fp32 kernel differences
+    assert torch.allclose(both[0, : one.shape[1]], one[0], atol=1e-4)
+
+
+# ---------------------------------------------------------------- fast evaluation
+
+
+def _passes(r: dict) -> dict[str, bool]:
+    saved = dict(ev.BARS)
+    ev.BARS.update(FAST_BARS)
+    try:
+        return ev.verdicts(r)
+    finally:
+        ev.BARS.update(saved)
+
+
+def test_base_shows_in_context_learning_and_chain_of_thought(base):
+    model, tokenizer = base
+    r = {"icl": {0: ev.icl_accuracy(model, tokenizer, 0, N_FAST), 8: ev.icl_accuracy(model, tokenizer, 8, N_FAST)},
+         "arithmetic": ev.arithmetic_accuracy(model, tokenizer, N_FAST)}
+    r.update(chat_base=0.0, chat_sft=1.0, rm={"oracle": 1.0})
+    verdict = _passes(r)
+    assert verdict["icl"], f"few-shot accuracy {r['icl']}"
+    assert verdict["cot"], f"arithmetic accuracy {r['arithmetic']}"
+
+
+def test_sft_follows_instructions_and_base_does_not(base, sft):
+    from ptlab.tinyworld import SFT_TASKS
+
+    base_em = ev.chat_exact_match(*base, N_FAST, SFT_TASKS)
+    sft_em = ev.chat_exact_match(*sft, N_FAST, SFT_TASKS)
+    assert base_em <= FAST_BARS["chat_base_max"], f"tiny-base exact match {base_em}"
+    assert sft_em >= FAST_BARS["chat_sft_min"], f"tiny-sft exact match {sft_em}"
+
+
+def test_reward_model_agrees_with_the_oracle():
+    acc = ev.reward_accuracy(*load("tiny-rm"), N_FAST)
+    assert acc["oracle"] >= FAST_BARS["rm_min"], acc
+
+
+def test_a_randomly_initialised_model_fails_the_fast_thresholds(base):
+    from transformers import LlamaForCausalLM
+
+    trained, tokenizer = base
+    torch.manual_seed(0)
+    random_model = LlamaForCausalLM(trained.config).eval()  # same shape and tokenizer, no training
+    r = {"icl": {0: 0.0, 8: ev.icl_accuracy(random_model, tokenizer, 8, N_FAST)},
+         "arithmetic": ev.arithmetic_accuracy(random_model, tokenizer, N_FAST),
+         "chat_base": 0.0, "chat_sft": ev.chat_exact_match(random_model, tokenizer, N_FAST, ["upper", "copy"]),
+         "rm": {"oracle": 1.0}}
+    verdict = _passes(r)
+    assert not verdict["icl"] and not verdict["cot"] and not verdict["chat"], r
