@@ -131,15 +131,15 @@ def _kernel_died(log: str) -> bool:
 
 def _errors_outside_tests(path: Path) -> list[str]:
     import nbformat
-
     from ptlab.runner import errors_outside_tests
 
     return errors_outside_tests(nbformat.read(path, as_version=4)) if path.exists() else []
 
 
 def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, scratch: Path,
-              cell_timeout: int, timeout: float, mem_bytes: int, max_scores: dict[str, float]) -> Result:
-    """Autograde one student in a private course root; never raises."""
+              cell_timeout: int, timeout: float, mem_bytes: int, max_scores: dict[str, float],
+              threads: int = 1) -> Result:
+    """Autograde one student in a private course root, with `threads` CPU threads; never raises."""
     start = time.perf_counter()
     zero = dict.fromkeys(max_scores, 0.0)
     if notebook is None:
@@ -155,8 +155,8 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
         cmd = [sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student, "--force",
                f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url=sqlite:///{db}"]
         env = {**os.environ, **config_env(root), "PTLAB_CELL_TIMEOUT": str(cell_timeout),
-               "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
-        for attempt in range(2):
+               "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(threads)}
+        for _attempt in range(2):
             code, log = _run_isolated(cmd, root, timeout, mem_bytes, env)
             grades = read_grades(db, lab, student)
             # Retry once when the grader itself failed to start a kernel (two kernels starting at the
@@ -214,6 +214,8 @@ def grade_class(submissions: Path, lab: str, out: Path, workers: int | None = No
     workers = workers or os.cpu_count() or 1
     total_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     mem_gib = mem_gib or max(4.0, min(16.0, 0.8 * total_gib / workers))
+    # One kernel per worker: more threads than cores / workers only makes the kernels wait for each other.
+    threads = max(1, (os.cpu_count() or 1) // workers)
     scratch = Path(tempfile.mkdtemp(prefix=f"grade_{lab}_"))
     try:
         found = collect(Path(submissions), lab, scratch)
@@ -225,7 +227,7 @@ def grade_class(submissions: Path, lab: str, out: Path, workers: int | None = No
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(
                 lambda item: grade_one(item[0], item[1], lab, master_db, scratch, cell_timeout, timeout,
-                                       int(mem_gib * 2**30), max_scores), found.items()))
+                                       int(mem_gib * 2**30), max_scores, threads), found.items()))
         elapsed = time.perf_counter() - start
         out = Path(out)
         write_csv(results, list(max_scores), out / "grades.csv")

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import torch
-
 from ptlab import env
 
 
@@ -27,13 +26,22 @@ def test_seed_everything_makes_torch_repeat_itself():
     assert torch.equal(a, torch.randn(5))
 
 
+def test_cpu_threads_follows_omp_num_threads_as_the_class_grader_sets_it(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert env.cpu_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert env.cpu_threads() == max(1, min(os.cpu_count() or 1, 8))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert env.cpu_threads() == max(1, min(os.cpu_count() or 1, 8))
+
+
 def test_quiet_silences_python_and_file_descriptor_stderr(capfd):
     with env.quiet():
         print("python-level", file=sys.stderr)
         os.write(2, b"fd-level\n")
         import warnings
 
-        warnings.warn("a library warning", UserWarning)
+        warnings.warn("a library warning", UserWarning, stacklevel=1)
     print("after", file=sys.stderr)
     err = capfd.readouterr().err
     assert "python-level" not in err and "fd-level" not in err and "library warning" not in err

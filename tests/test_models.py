@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from ptlab.models import TINY_MODELS, checkpoint_path, load
 from ptlab.tinyworld import evaluate as ev
 

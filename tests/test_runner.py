@@ -5,7 +5,6 @@ import sys
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
-
 from ptlab import runner
 
 

@@ -119,8 +119,17 @@ def setup(seed: int = 0) -> torch.device:
     """A lab's first code cell: quiet libraries, seed everything, and return the device to use."""
     quiet_libraries()
     seed_everything(seed)
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 8)))
+    torch.set_num_threads(cpu_threads())
     return device()
+
+
+def cpu_threads() -> int:
+    """Threads for CPU math: `OMP_NUM_THREADS` when set (the class grader sets it to cores / workers, so
+    parallel students do not fight over cores), else the number of cores, at most 8."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return max(1, min(os.cpu_count() or 1, 8))
 
 
 REQUIRED = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "nbgrader", "matplotlib", "tqdm")

@@ -24,7 +24,6 @@ import torch
 from ptlab.tinyworld.world import (
     SFT_HELDOUT_TASKS,
     SFT_TASKS,
-    TASKS,
     arithmetic_dataset,
     chat_dataset,
     icl_dataset,

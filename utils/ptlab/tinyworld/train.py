@@ -154,10 +154,11 @@ def _seed(cfg: TrainConfig) -> None:
 # Stage 1: pretraining on packed plain text
 
 
-def base_config(shape: ModelShape = ModelShape()):
+def base_config(shape: ModelShape | None = None):
     """The Llama config of tiny-base (and so of tiny-sft and tiny-rm)."""
     from transformers import LlamaConfig
 
+    shape = shape or ModelShape()
     ids = vocab()
     return LlamaConfig(
         vocab_size=len(ids),
