@@ -249,17 +249,21 @@ def pad_batch(rows: list[list[int]], labels: list[list[int]] | None, pad_id: int
     return batch
 
 
+def shuffled_epochs(items: list, batch_size: int, rng: random.Random) -> Iterator[list]:
+    """Endless epochs over `items`, each in a fresh random order, in full batches (a remainder is dropped)."""
+    while True:
+        order = list(range(len(items)))
+        rng.shuffle(order)
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            yield [items[j] for j in order[i : i + batch_size]]
+
+
 def sft_batches(tokenizer, seed: int, batch_size: int, n_rows: int) -> Iterator[dict[str, torch.Tensor]]:
     """Endless shuffled epochs over chat_dataset("train", tasks=SFT_TASKS)."""
     data = chat_dataset("train", n=n_rows, tasks=SFT_TASKS, seed=seed)
     encoded = [chat_ids(tokenizer, row["prompt_messages"], row["answer"]) for row in data]
-    rng = random.Random(f"tinyworld:sft-order:{seed}")
-    while True:
-        order = list(range(len(encoded)))
-        rng.shuffle(order)
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            chunk = [encoded[j] for j in order[i : i + batch_size]]
-            yield pad_batch([c[0] for c in chunk], [c[1] for c in chunk], tokenizer.pad_token_id)
+    for chunk in shuffled_epochs(encoded, batch_size, random.Random(f"tinyworld:sft-order:{seed}")):
+        yield pad_batch([c[0] for c in chunk], [c[1] for c in chunk], tokenizer.pad_token_id)
 
 
 def train_sft(cfg: TrainConfig, out: Path, base: Path) -> None:
@@ -285,13 +289,8 @@ def rm_batches(tokenizer, seed: int, batch_size: int, n_rows: int) -> Iterator[d
     data = preference_dataset("train", n=n_rows, seed=seed)
     pairs = [(chat_ids(tokenizer, r["prompt"], r["chosen"])[0], chat_ids(tokenizer, r["prompt"], r["rejected"])[0])
              for r in data]
-    rng = random.Random(f"tinyworld:rm-order:{seed}")
-    while True:
-        order = list(range(len(pairs)))
-        rng.shuffle(order)
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            chunk = [pairs[j] for j in order[i : i + batch_size]]
-            yield pad_batch([c[0] for c in chunk] + [c[1] for c in chunk], None, tokenizer.pad_token_id)
+    for chunk in shuffled_epochs(pairs, batch_size, random.Random(f"tinyworld:rm-order:{seed}")):
+        yield pad_batch([c[0] for c in chunk] + [c[1] for c in chunk], None, tokenizer.pad_token_id)
 
 
 def pairwise_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
