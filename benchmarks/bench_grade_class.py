@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import commit  # noqa: E402
 
 from autograder import LABS, SOLUTIONS  # noqa: E402
 from autograder.grade_class import grade_class  # noqa: E402
@@ -39,8 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, commit {commit}, lab {args.lab}, {args.students} students")
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, commit {commit()}, lab {args.lab}, {args.students} students")
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         klass = Path(tmp) / "class"

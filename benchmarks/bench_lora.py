@@ -16,22 +16,12 @@ import contextlib
 import copy
 import io
 import statistics
-import subprocess
 import time
 import warnings
-from pathlib import Path
 
 import torch
+from common import commit
 from torch import nn
-
-
-def commit() -> str:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 class Net(nn.Module):

@@ -17,12 +17,10 @@ import contextlib
 import io
 import json
 import os
-import statistics
-import subprocess
-import time
 from pathlib import Path
 
 import torch
+from common import commit, median_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "solutions" / "06_qlora" / "06_qlora.ipynb"
@@ -51,24 +49,6 @@ def load_reference(path: Path = NOTEBOOK) -> dict:
     return namespace
 
 
-def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def commit() -> str:
-    with contextlib.suppress(Exception):
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=4096)
@@ -92,8 +72,8 @@ def main() -> None:
     if not torch.equal(ours, theirs):
         raise SystemExit("the reference bytes differ from bitsandbytes'; fix the notebook before timing")
 
-    t_ours = median_seconds(lambda: reference["nf4_quantize"](x, args.blocksize), args.repeats)
-    t_bnb = median_seconds(lambda: bnbF.quantize_4bit(x, blocksize=args.blocksize, quant_type="nf4"), args.repeats)
+    t_ours = median_seconds(lambda: reference["nf4_quantize"](x, args.blocksize), args.repeats, warmup=2)
+    t_bnb = median_seconds(lambda: bnbF.quantize_4bit(x, blocksize=args.blocksize, quant_type="nf4"), args.repeats, warmup=2)
     print(f"torch {torch.__version__}, bitsandbytes {bitsandbytes.__version__}, device cpu, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} cores, commit {commit()}")
     print(f"nf4 quantize of a {args.rows} x {args.cols} float32 tensor, blocks of {args.blocksize}, "

@@ -12,36 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import subprocess
-import time
 
 import torch
-
-
-def _median_seconds(fn, runs: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from common import commit, median_seconds
 
 
 def bench_causal(name: str, runs: int, new_tokens: int) -> None:
     from ptlab.models import load
 
-    load_s = _median_seconds(lambda: load(name), runs)
+    load_s = median_seconds(lambda: load(name), runs)
     model, tokenizer = load(name)
     prompt = tokenizer("kes -> KES\nbodu -> BODU\nfami -> ", return_tensors="pt")
 
@@ -51,8 +30,8 @@ def bench_causal(name: str, runs: int, new_tokens: int) -> None:
             model.generate(**prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                            use_cache=use_cache, pad_token_id=tokenizer.pad_token_id)
 
-    cached = new_tokens / _median_seconds(lambda: generate(True), runs)
-    uncached = new_tokens / _median_seconds(lambda: generate(False), runs)
+    cached = new_tokens / median_seconds(lambda: generate(True), runs)
+    uncached = new_tokens / median_seconds(lambda: generate(False), runs)
     print(f"{name:<10} load {load_s * 1e3:7.0f} ms   generate {cached:7.0f} tok/s with KV cache, "
           f"{uncached:7.0f} tok/s without (x{cached / uncached:.1f})")
 
@@ -62,10 +41,10 @@ def bench_reward(name: str, runs: int) -> None:
     from ptlab.tinyworld import preference_dataset
     from ptlab.tinyworld.evaluate import rewards
 
-    load_s = _median_seconds(lambda: load(name), runs)
+    load_s = median_seconds(lambda: load(name), runs)
     model, tokenizer = load(name)
     data = preference_dataset("test", n=32)
-    seconds = _median_seconds(lambda: rewards(model, tokenizer, data["prompt"], data["chosen"]), runs)
+    seconds = median_seconds(lambda: rewards(model, tokenizer, data["prompt"], data["chosen"]), runs)
     print(f"{name:<10} load {load_s * 1e3:7.0f} ms   score   {32 / seconds:7.0f} chats/s (batch 32)")
 
 
@@ -78,7 +57,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, device cpu ({platform.processor() or platform.machine()}), "
-          f"{args.threads} threads, commit {_commit()}, median of {args.runs} runs after 1 warm-up")
+          f"{args.threads} threads, commit {commit()}, median of {args.runs} runs after 1 warm-up")
     for name in ("tiny-base", "tiny-sft"):
         bench_causal(name, args.runs, args.new_tokens)
     bench_reward("tiny-rm", args.runs)
