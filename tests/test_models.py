@@ -118,9 +118,10 @@ def test_base_shows_in_context_learning(base):
     assert verdict["icl"], f"few-shot accuracy {icl}"
 
 
-# The shipped tiny-base (4.9M pretraining tokens) has not yet learned the worked-sum steps: measured
-# 2-4% step-by-step vs 14% direct. Kept as an expected failure until the base is retrained longer.
-@pytest.mark.xfail(reason="tiny-base does not yet show chain-of-thought (see its model card)", strict=False)
+# The shipped tiny-base copies the worked lines but never learned two-digit addition mod 10 (its sum
+# digits are at chance): 6% step-by-step vs 9% direct on 200 held-out sums. Strict, so that a retrained
+# base that passes turns this into a failure until the marker is removed.
+@pytest.mark.xfail(reason="tiny-base does not yet show chain-of-thought (see its model card)", strict=True)
 def test_base_shows_chain_of_thought(base):
     model, tokenizer = base
     arithmetic = ev.arithmetic_accuracy(model, tokenizer, N_FAST)
@@ -138,8 +139,9 @@ def test_sft_follows_instructions_and_base_does_not(base, sft):
 
 
 # The shipped tiny-rm (250 steps) reaches 73% against the oracle on 200 held-out pairs: it learned the
-# style rule (100%) but checks correctness on only 67% of pairs. Expected failure until retrained longer.
-@pytest.mark.xfail(reason="tiny-rm is below the bar (see its model card)", strict=False)
+# style rule (100%) but checks correctness on only 67% of pairs. Strict: a passing tiny-rm fails here
+# until the marker is removed.
+@pytest.mark.xfail(reason="tiny-rm is below the bar (see its model card)", strict=True)
 def test_reward_model_agrees_with_the_oracle():
     acc = ev.reward_accuracy(*load("tiny-rm"), N_FAST)
     assert acc["oracle"] >= FAST_BARS["rm_min"], acc
