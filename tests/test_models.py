@@ -118,10 +118,6 @@ def test_base_shows_in_context_learning(base):
     assert verdict["icl"], f"few-shot accuracy {icl}"
 
 
-# The shipped tiny-base copies the worked lines but never learned two-digit addition mod 10 (its sum
-# digits are at chance): 6% step-by-step vs 9% direct on 200 held-out sums. Strict, so that a retrained
-# base that passes turns this into a failure until the marker is removed.
-@pytest.mark.xfail(reason="tiny-base does not yet show chain-of-thought (see its model card)", strict=True)
 def test_base_shows_chain_of_thought(base):
     model, tokenizer = base
     arithmetic = ev.arithmetic_accuracy(model, tokenizer, N_FAST)

@@ -130,12 +130,11 @@ def test_icl_dataset_is_balanced_over_tasks():
 # ---------------------------------------------------------------- arithmetic
 
 
-def test_worked_solution_is_right_aligned_and_ends_with_the_answer():
-    solution = tw.cot_solution([3, 5, 8, 6, 2, 9])
-    lines = solution.splitlines()
-    assert lines[:3] == ["3+5+8+6+2+9", "  8+8+6+2+9", "    6+6+2+9"]
-    assert {len(line) for line in lines[:-1]} == {11}  # every step line has the question's width
-    assert lines[-1] == "A: 3" and tw.parse_arithmetic_answer(solution) == "3"
+def test_worked_solution_counts_up_one_step_per_line_and_ends_with_the_answer():
+    lines = tw.cot_solution([3, 4, 2]).splitlines()
+    assert lines == ["3 4 2", "4 3 2", "5 2 2", "6 1 2", "7 0 2", "7 2", "8 1", "9 0", "9", "A: 9"]
+    assert tw.cot_solution([9, 0, 1]).splitlines() == ["9 0 1", "9 1", "0 0", "0", "A: 0"]  # 9 + 1 wraps to 0
+    assert tw.parse_arithmetic_answer(tw.cot_solution([3, 4, 2])) == "9"
 
 
 def test_arithmetic_rows_are_consistent():

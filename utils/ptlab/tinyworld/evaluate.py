@@ -6,7 +6,7 @@
 
 | phenomenon          | measure                                                       | bar                         |
 | in-context learning | tiny-base accuracy with k demonstrations, no task name        | k=0 <= 30%, k=8 >= 80%, rising |
-| chain-of-thought    | tiny-base on six-digit sums mod 10, "Steps:" vs "A:" prompt   | steps >= 70%, >= 30 points above |
+| chain-of-thought    | tiny-base on three-digit sums mod 10, "Steps:" vs "A:" prompt | steps >= 70%, >= 30 points above |
 | instruction tuning  | exact match of the reply on held-out chat instructions        | base <= 15%, sft >= 85%     |
 | reward model        | tiny-rm pairwise accuracy against the oracle, held-out pairs  | >= 90%                      |
 """
@@ -227,7 +227,7 @@ def format_table(r: dict) -> str:
 
 CARD_TEXT = {
     "tiny-base": "A Llama-architecture completion model pretrained from scratch on the tiny world's corpus: "
-                 "few-shot word-task episodes (demonstrations only, no task name), sums of six digits modulo 10 "
+                 "few-shot word-task episodes (demonstrations only, no task name), sums of three digits modulo 10 "
                  "written with a direct answer (`A:`) or worked step by step (`Steps:`), and plain sentences "
                  "about the tasks. The corpus never contains a chat token, so this model does not follow chats.",
     "tiny-sft": "tiny-base after supervised instruction tuning on the world's single-turn chats, with the loss on "
@@ -244,13 +244,17 @@ def write_card(name: str, path: Path, results: dict) -> None:
     """README.md of a checkpoint: what it is, how it was built (train_facts.json), what it measured."""
     facts = json.loads((path / "train_facts.json").read_text()) if (path / "train_facts.json").exists() else {}
     stage = name.removeprefix("tiny-")
+    threads = facts.get("config", {}).get("threads", 1)
+    command = f"python -m ptlab.tinyworld.train {stage}" + (f" --threads {threads}" if threads != 1 else "")
     size_mb = (path / "model.safetensors").stat().st_size / 1e6
     card = [
         "---", "license: mit", "library_name: transformers", "tags: [ptlab, tiny, course]", "---", "",
         f"# {name}", "", CARD_TEXT[name], "",
-        "## Rebuild", "", "```bash", f"python -m ptlab.tinyworld.train {stage}", "```", "",
+        "## Rebuild", "", "```bash", command, "```", "",
         f"Deterministic given the seed ({facts.get('config', {}).get('seed', 0)}). Built in "
-        f"{facts.get('minutes', '?')} minutes on 2 CPU cores: {facts.get('steps', '?')} steps, "
+        f"{facts.get('minutes', '?')} minutes on 2 CPU cores ({threads} torch thread(s), an otherwise idle machine; "
+        "one thread is the default because two stall each other on a busy one): "
+        f"{facts.get('steps', '?')} steps, "
         f"{facts.get('tokens', '?')} tokens, final training loss {facts.get('final_loss', '?')}. "
         f"Size {size_mb:.1f} MB (fp32 safetensors).", "",
         "## Measured (held-out data, greedy decoding)", "",

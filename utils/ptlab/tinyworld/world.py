@@ -15,20 +15,24 @@ identify it. Tasks reach the model in three forms:
 - plain text of the world (pretraining only): `In capital letters, "kes" is "KES".`;
 - chat (`chat_dataset`, SFT only): `Write "kes" in capital letters.` -> `KES`.
 
-Arithmetic (`arithmetic_dataset`). The sum of six digits modulo 10. Asked directly, the model must
-compose five additions in one step. Asked with the cue word "Steps:", it writes the whole remaining
-expression again after adding its first two numbers, right-aligned, so that every digit it needs sits
-exactly one line (12 characters) above it:
+Arithmetic (`arithmetic_dataset`). The sum of three digits modulo 10. Asked directly, the model must
+add in one step, and the last digit of a sum depends on both numbers at once but on neither alone, a
+pattern a small model does not pick up from its corpus (tiny-base stays near chance). Asked with the cue
+word "Steps:", it counts up instead: each line adds one to the running total and takes one off the
+first count, a zero count is dropped, so every step is a one-digit lookup of the line above:
 
-    Q: 3+5+8+6+2+9
+    Q: 3+4+2
     Steps:
-    3+5+8+6+2+9
-      8+8+6+2+9
-        6+6+2+9
-          2+2+9
-            4+9
-              3
-    A: 3
+    3 4 2
+    4 3 2
+    5 2 2
+    6 1 2
+    7 0 2
+    7 2
+    8 1
+    9 0
+    9
+    A: 9
 
 Preferences (`preference_dataset`). Pairs of replies to chat prompts, labelled by simulated labellers who
 follow a hidden oracle (`oracle_score`: correct first, then concise) except for one flaw the oracle
@@ -195,9 +199,9 @@ def icl_episode(rng: random.Random, task: Task, k: int, split: str) -> tuple[str
 
 
 # ----------------------------------------------------------------------------------------------------
-# Arithmetic: the sum of six digits modulo 10
+# Arithmetic: the sum of three digits modulo 10, directly or by counting up
 
-N_TERMS = 6
+N_TERMS = 3
 STEP_CUE = "Steps:"  # the cue word that asks for a worked solution; "A:" asks for the answer alone
 
 
@@ -215,28 +219,30 @@ def random_digits(rng: random.Random, split: str, n: int = N_TERMS) -> list[int]
 
 
 def direct_prompt(digits: Sequence[int]) -> str:
-    """'Q: 3+5+8+6+2+9\\nA: ' - asks for the answer alone."""
+    """'Q: 3+4+2\\nA: ' - asks for the answer alone."""
     return f"Q: {_expression(digits)}\nA: "
 
 
 def cot_prompt(digits: Sequence[int]) -> str:
-    """'Q: 3+5+8+6+2+9\\nSteps:\\n' - the cue word asks for the worked solution first."""
+    """'Q: 3+4+2\\nSteps:\\n' - the cue word asks for the worked solution first."""
     return f"Q: {_expression(digits)}\n{STEP_CUE}\n"
 
 
 def cot_solution(digits: Sequence[int]) -> str:
-    """The worked solution that follows `cot_prompt`, ending with the answer line 'A: d\\n'.
+    """The worked solution that follows `cot_prompt`: counting up, ending with the answer line 'A: d\n'.
 
-    Each line adds the first two numbers modulo 10 and copies the rest, right-aligned to the width of
-    the question, so each character sits exactly one line above the characters it depends on.
+    A line holds the running total (mod 10) and the counts still to add. Each step adds one to the total
+    and takes one off the first count; a count that reached zero is dropped; one number left is the answer.
     """
-    width = 2 * len(digits) - 1
-    terms = list(digits)
-    lines = [_expression(terms).rjust(width)]
-    while len(terms) > 1:
-        terms = [(terms[0] + terms[1]) % 10] + terms[2:]
-        lines.append(_expression(terms).rjust(width))
-    return "\n".join(lines) + f"\nA: {terms[0]}\n"
+    total, counts = digits[0] % 10, list(digits[1:])
+    lines = [" ".join(str(x) for x in [total, *counts])]
+    while counts:
+        if counts[0] == 0:
+            counts = counts[1:]
+        else:
+            total, counts[0] = (total + 1) % 10, counts[0] - 1
+        lines.append(" ".join(str(x) for x in [total, *counts]))
+    return "\n".join(lines) + f"\nA: {total}\n"
 
 
 def arithmetic_answer(digits: Sequence[int]) -> str:
@@ -478,9 +484,9 @@ def _more(rng: random.Random, pool: list[str], k: int, split: str) -> list[str]:
 
 
 def arithmetic_dataset(split: str = "test", n: int | None = None, seed: int = 0):
-    """Sums of six digits modulo 10.
+    """Sums of three digits modulo 10.
 
-    Columns: question ('3+5+8+6+2+9'), direct_prompt, cot_prompt, solution (the worked text that
+    Columns: question ('3+4+2'), direct_prompt, cot_prompt, solution (the worked text that
     follows cot_prompt), answer ('3').
     """
     from datasets import Dataset
