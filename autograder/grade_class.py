@@ -131,6 +131,7 @@ def _kernel_died(log: str) -> bool:
 
 def _errors_outside_tests(path: Path) -> list[str]:
     import nbformat
+
     from ptlab.runner import errors_outside_tests
 
     return errors_outside_tests(nbformat.read(path, as_version=4)) if path.exists() else []

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import torch
+
 from ptlab import env
 
 

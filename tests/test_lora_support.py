@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ptlab import lora, tinyworld
 from torch import nn
+
+from ptlab import lora, tinyworld
 
 
 @pytest.fixture(scope="module")

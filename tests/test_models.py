@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ptlab.models import TINY_MODELS, checkpoint_path, load
 from ptlab.tinyworld import evaluate as ev
 

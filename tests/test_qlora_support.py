@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ptlab import env
 
 pytest.importorskip("bitsandbytes")
@@ -16,8 +17,9 @@ from ptlab import qlora  # noqa: E402
 
 
 def _save_llama(path, intermediate_size: int) -> None:
-    from ptlab.tinyworld import hf_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ptlab.tinyworld import hf_tokenizer
 
     tokenizer = hf_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=intermediate_size,

@@ -5,6 +5,7 @@ import sys
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
+
 from ptlab import runner
 
 

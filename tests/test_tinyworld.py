@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from ptlab import tinyworld as tw
 from ptlab.tinyworld.tokenizer import CharCodec, save_tokenizer
 from ptlab.tinyworld.world import random_word

@@ -252,9 +252,7 @@ def write_card(name: str, path: Path, results: dict) -> None:
         f"# {name}", "", CARD_TEXT[name], "",
         "## Rebuild", "", "```bash", command, "```", "",
         f"Deterministic given the seed ({facts.get('config', {}).get('seed', 0)}). Built in "
-        f"{facts.get('minutes', '?')} minutes on 2 CPU cores ({threads} torch thread(s), an otherwise idle machine; "
-        "one thread is the default because two stall each other on a busy one): "
-        f"{facts.get('steps', '?')} steps, "
+        f"{facts.get('minutes', '?')} minutes on 2 CPU cores with {threads} torch thread(s): {facts.get('steps', '?')} steps, "
         f"{facts.get('tokens', '?')} tokens, final training loss {facts.get('final_loss', '?')}. "
         f"Size {size_mb:.1f} MB (fp32 safetensors).", "",
         "## Measured (held-out data, greedy decoding)", "",

@@ -229,20 +229,21 @@ def cot_prompt(digits: Sequence[int]) -> str:
 
 
 def cot_solution(digits: Sequence[int]) -> str:
-    """The worked solution that follows `cot_prompt`: counting up, ending with the answer line 'A: d\n'.
+    """The worked solution that follows `cot_prompt`: counting up, ending with the answer line 'A: d\\n'.
 
     A line holds the running total (mod 10) and the counts still to add. Each step adds one to the total
     and takes one off the first count; a count that reached zero is dropped; one number left is the answer.
     """
     total, counts = digits[0] % 10, list(digits[1:])
-    lines = [" ".join(str(x) for x in [total, *counts])]
-    while counts:
+    lines = []
+    while True:
+        lines.append(" ".join(str(x) for x in [total, *counts]))
+        if not counts:
+            return "\n".join(lines) + f"\nA: {total}\n"
         if counts[0] == 0:
             counts = counts[1:]
         else:
             total, counts[0] = (total + 1) % 10, counts[0] - 1
-        lines.append(" ".join(str(x) for x in [total, *counts]))
-    return "\n".join(lines) + f"\nA: {total}\n"
 
 
 def arithmetic_answer(digits: Sequence[int]) -> str:
@@ -487,7 +488,7 @@ def arithmetic_dataset(split: str = "test", n: int | None = None, seed: int = 0)
     """Sums of three digits modulo 10.
 
     Columns: question ('3+4+2'), direct_prompt, cot_prompt, solution (the worked text that
-    follows cot_prompt), answer ('3').
+    follows cot_prompt), answer ('9').
     """
     from datasets import Dataset
 
