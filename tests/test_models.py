@@ -135,10 +135,8 @@ def test_sft_follows_instructions_and_base_does_not(base, sft):
     assert sft_em >= FAST_BARS["chat_sft_min"], f"tiny-sft exact match {sft_em}"
 
 
-# The shipped tiny-rm (1200 steps) reaches 80.0% against the oracle on 500 held-out pairs: it learned the
-# style rule (99%) but checks correctness on only 76% of pairs. Strict: a passing tiny-rm fails here
-# until the marker is removed.
-@pytest.mark.xfail(reason="tiny-rm is below the bar (see its model card)", strict=True)
+# The full bar (90% on 500 pairs) is not met: the shipped tiny-rm scores 87.6% (see its model card). This
+# fast check (80% on 40 pairs) still fails a randomly initialised reward model (test below).
 def test_reward_model_agrees_with_the_oracle():
     acc = ev.reward_accuracy(*load("tiny-rm"), N_FAST)
     assert acc["oracle"] >= FAST_BARS["rm_min"], acc
@@ -156,3 +154,14 @@ def test_a_randomly_initialised_model_fails_the_fast_thresholds(base):
          "rm": {"oracle": 1.0}}
     verdict = _passes(r)
     assert not verdict["icl"] and not verdict["cot"] and not verdict["chat"], r
+
+
+def test_a_randomly_initialised_reward_model_fails_the_fast_threshold():
+    from transformers import LlamaForSequenceClassification
+
+    trained, tokenizer = load("tiny-rm")
+    torch.manual_seed(0)
+    random_model = LlamaForSequenceClassification(trained.config).eval()
+    acc = ev.reward_accuracy(random_model, tokenizer, N_FAST)
+    assert not _passes({"icl": {0: 0.0, 8: 1.0}, "arithmetic": {"direct": 0.0, "steps": 1.0}, "chat_base": 0.0,
+                        "chat_sft": 1.0, "rm": acc})["rm"], acc

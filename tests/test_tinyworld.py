@@ -178,3 +178,13 @@ def test_chosen_is_the_label_and_oracle_scores_match_the_replies():
         assert row["chosen"] != row["rejected"]
         assert row["chosen_oracle_score"] == tw.oracle_score(row["prompt"], row["chosen"])
         assert row["label_agrees_with_oracle"] == (row["chosen_oracle_score"] > row["rejected_oracle_score"])
+
+
+def test_each_pair_kind_changes_one_thing():
+    for row in tw.preference_dataset("train", n=300):
+        chosen, rejected = row["chosen"], row["rejected"]
+        if row["kind"] == "correctness":  # two bare answers, one right
+            assert tw.reply_core(chosen) == chosen and tw.reply_core(rejected) == rejected
+            assert (chosen == row["answer"]) != (rejected == row["answer"])
+        else:  # the same right answer in two styles
+            assert tw.reply_core(chosen) == tw.reply_core(rejected) == row["answer"]

@@ -67,7 +67,7 @@ class TrainConfig:
 DEFAULTS = {
     "base": TrainConfig("base", steps=2400, batch_size=8, lr=2e-3, warmup=100, save_every=600),
     "sft": TrainConfig("sft", steps=300, batch_size=32, lr=5e-4, warmup=30),
-    "rm": TrainConfig("rm", steps=1200, batch_size=16, lr=3e-4, warmup=30, extra={"rows": 20000}),
+    "rm": TrainConfig("rm", steps=1500, batch_size=16, lr=3e-4, warmup=30, extra={"rows": 24000}),
 }
 NAMES = {"base": "tiny-base", "sft": "tiny-sft", "rm": "tiny-rm"}
 

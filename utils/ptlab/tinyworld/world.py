@@ -367,18 +367,21 @@ def styled(rng: random.Random, answer: str, level: int) -> str:
 
 def preference_pair(rng: random.Random, split: str, tasks: Sequence[str]) -> dict:
     """One labelled pair. Kinds, in these shares:
-    - "correctness" (70%): a correct and a wrong reply, any styles; labellers pick the correct one.
+    - "correctness" (70%): a correct and a wrong bare answer; labellers pick the correct one.
     - "style" (25%): both correct, bare vs polite; labellers pick the shorter, like the oracle.
     - "elaborate" (5%): both correct, one elaborate; labellers pick the elaborate one with probability
       `LABELLER_LENGTH_BIAS` although the oracle prefers the shorter: the flaw a reward model can learn.
+
+    Each kind changes one thing between its two replies, so each pair teaches one preference. (When
+    correctness pairs also mixed styles, tiny-rm learned the easy style rule first and let it override
+    correctness: 80% against the oracle after 1200 steps, 87% with bare answers.)
     """
     example = chat_example(rng, TASKS[rng.choice(list(tasks))], split)
     prompt, answer = example["prompt_messages"], example["answer"]
     u = rng.random()
     if u < 0.70:
         kind = "correctness"
-        a = styled(rng, answer, rng.choice([0, 0, 1, 2]))
-        b = styled(rng, wrong_answer(rng, TASKS[example["task"]], example["word"]), rng.choice([0, 0, 1, 2]))
+        a, b = answer, wrong_answer(rng, TASKS[example["task"]], example["word"])
         labeller_prefers_a = True
     elif u < 0.95:
         kind = "style"
