@@ -374,7 +374,7 @@ def preference_pair(rng: random.Random, split: str, tasks: Sequence[str]) -> dic
 
     Each kind changes one thing between its two replies, so each pair teaches one preference. (When
     correctness pairs also mixed styles, tiny-rm learned the easy style rule first and let it override
-    correctness: 80% against the oracle after 1200 steps, 87% with bare answers.)
+    correctness: 80% against the oracle after 1200 steps, against 87% with bare answers after the same steps.)
     """
     example = chat_example(rng, TASKS[rng.choice(list(tasks))], split)
     prompt, answer = example["prompt_messages"], example["answer"]
