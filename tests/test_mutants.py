@@ -87,8 +87,9 @@ MUTANTS = [
       ("torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)", "torch.optim.AdamW(params, lr=lr)"),
       why="weight_decay ignored"),
     m("02_instruction_tuning", "ex_instruction_accuracy", "no_stop_at_end",
+      ("do_sample=False, eos_token_id=end_id, pad_token_id=pad_id)", "do_sample=False, pad_token_id=pad_id)"),
       ("            if end_id in row:\n                row = row[: row.index(end_id)]\n", ""),
-      why="text generated after <|end|> is kept"),
+      why="generation not told to stop at <|end|>, and the text after it kept"),
     # ---- lab 05
     m("05_lora", "ex_lora_linear", "unmerge_unguarded",
       ("        if self.merged:\n            self.base.weight -= self.delta_weight()\n            self.merged = False",
