@@ -102,3 +102,13 @@ def test_assert_raises_passes_on_the_right_error_and_explains_the_others():
         checks.assert_raises(ValueError, bad, 0)
     with pytest.raises(AssertionError, match="does not mention"):
         checks.assert_raises(ValueError, bad, -1, match="shape")
+
+
+def test_replacing_binds_names_for_a_block_and_restores_them_even_after_an_error():
+    namespace = {"collate": "yours"}
+    with checks.replacing(namespace, collate="reference", extra=1):
+        assert namespace == {"collate": "reference", "extra": 1}
+    assert namespace == {"collate": "yours"}
+    with pytest.raises(AssertionError), checks.replacing(namespace, collate="reference"):
+        raise AssertionError("a failing test inside the block")
+    assert namespace == {"collate": "yours"}

@@ -1,6 +1,6 @@
 """The class grader on a generated class: each kind of student gets the score nbgrader's rules give.
 
-Lab 00 has four graded cells worth 2, 2, 3 and 3 points. Each student below starts from the solution
+Lab 00 has five graded cells worth 2, 2, 1, 2 and 3 points. Each student below starts from the solution
 (or the release) and breaks it in one known way; the expected score follows from which cells that
 breaks. Slow: about two minutes on 2 cores.
 """
@@ -46,7 +46,7 @@ STUDENTS = {
                                           "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"), 0, "not graded"),
     "frank_memory_blowup": (lambda: _inject(_notebook(SOLUTIONS), "ex_sequence_logprob",
                                             "hog = [torch.ones(2**28) for _ in range(200)]  # 200 GiB"), 7, "graded"),
-    "grace_edited_test": (lambda: _edited_test(), 7, "graded"),
+    "grace_edited_test": (lambda: _edited_test(), 9, "graded"),
     "heidi_deleted_test": (lambda: _deleted_test(), 10, "graded"),
 }
 
@@ -95,7 +95,7 @@ def test_grades_csv_has_every_student_and_every_graded_cell(graded):
     _, out = graded
     rows = list(csv.DictReader(open(out / "grades.csv")))
     assert sorted(r["student"] for r in rows) == sorted([*STUDENTS, "ivan_empty"])
-    for column in ("test_next_token_probs", "test_top_next_tokens", "test_count_parameters",
+    for column in ("test_next_token_probs", "test_top_next_tokens", "test_count_parameters", "test_llama_param_count",
                    "test_sequence_logprob", "total", "max_total", "status"):
         assert column in rows[0], f"missing column {column}"
     alice = next(r for r in rows if r["student"] == "alice_correct")

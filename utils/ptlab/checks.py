@@ -9,7 +9,8 @@ Tolerances default to `torch.testing.assert_close`'s per-dtype values.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -175,3 +176,24 @@ def assert_true(condition: Any, message: str) -> None:
         condition = bool(condition.item())
     if condition is not True:
         raise AssertionError(message)
+
+
+@contextmanager
+def replacing(namespace: dict[str, Any], **names: Any) -> Iterator[None]:
+    """Bind `names` in `namespace` (a notebook's `globals()`) for the duration of a block, then restore them.
+
+    A test of one exercise uses it to run the student's function with reference versions of the other
+    exercises' functions it calls, so that one mistake costs one exercise. A name that was unbound before is
+    removed again afterwards.
+    """
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in names}
+    namespace.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
