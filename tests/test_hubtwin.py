@@ -35,6 +35,12 @@ def test_twin_loads_with_the_auto_classes_and_ptlab_models_load(hub_twin):
     assert causal.dtype == torch.bfloat16
 
 
+def test_models_load_gives_float32_unless_asked_for_the_stored_dtype(hub_twin):
+    assert models.load(str(hub_twin))[0].dtype == torch.float32
+    assert models.load(str(hub_twin), kind="reward")[0].dtype == torch.float32
+    assert models.load(str(hub_twin), dtype="auto")[0].dtype == torch.bfloat16
+
+
 def test_twin_has_smollm2_architecture_features(hub_twin):
     model = AutoModelForCausalLM.from_pretrained(hub_twin)
     cfg = model.config

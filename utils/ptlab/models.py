@@ -1,7 +1,7 @@
 """Model and tokenizer loading: one call for the shipped tiny models and for Hub models.
 
     model, tokenizer = load("tiny-sft")                        # shipped files, offline, CPU
-    model, tokenizer = load("HuggingFaceTB/SmolLM2-135M-Instruct", torch_dtype="auto")
+    model, tokenizer = load("HuggingFaceTB/SmolLM2-135M-Instruct")   # float32 unless dtype= says otherwise
     reward_model, tokenizer = load("tiny-rm")                  # kind="reward" is implied
 
 Tiny names resolve to folders inside the installed package (`checkpoint_path`), so they load with
@@ -12,6 +12,8 @@ a local folder).
 from __future__ import annotations
 
 from pathlib import Path
+
+import torch
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
 
@@ -49,6 +51,15 @@ def checkpoint_path(name: str) -> Path:
     return path
 
 
+def dtype_kwarg() -> str:
+    """The name `from_pretrained` gives its dtype argument: `dtype` from transformers 4.56 on (the old
+    `torch_dtype` warns there), `torch_dtype` before."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
 def load(name_or_id: str, kind: str | None = None, **kwargs):
     """Load (model, tokenizer) for a tiny name, a local folder or a Hub id, in eval mode.
 
@@ -56,7 +67,11 @@ def load(name_or_id: str, kind: str | None = None, **kwargs):
         name_or_id: "tiny-base", "tiny-sft", "tiny-rm", a folder, or a Hub id.
         kind: "causal" (AutoModelForCausalLM) or "reward" (AutoModelForSequenceClassification with one
             label). Default: the tiny model's own kind, else "causal".
-        **kwargs: passed to the model's `from_pretrained` (torch_dtype, device_map, quantization_config...).
+        **kwargs: passed to the model's `from_pretrained` (dtype, device_map, quantization_config...).
+            Without a dtype the weights load in float32, whatever dtype the checkpoint stores: transformers 4
+            did so by default, transformers 5 loads the stored dtype (bf16 for SmolLM2 and Qwen2.5), which
+            numpy refuses and CPU training handles poorly; the same call then gives the same model under
+            both. Pass `dtype="auto"` (or torch.bfloat16) to keep a large checkpoint's own precision.
     Returns:
         (model, tokenizer); the tokenizer always has a pad token (the EOS token when the model has none,
         as is usual for Hub causal models) and the model's config knows its id.
@@ -68,6 +83,8 @@ def load(name_or_id: str, kind: str | None = None, **kwargs):
     if kind not in KINDS:
         raise ValueError(f"kind should be one of {KINDS}, got {kind!r}")
     source = str(checkpoint_path(name_or_id)) if name_or_id in TINY_MODELS else name_or_id
+    if "dtype" not in kwargs and "torch_dtype" not in kwargs:
+        kwargs[dtype_kwarg()] = torch.float32
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

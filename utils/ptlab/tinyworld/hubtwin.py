@@ -15,10 +15,13 @@ model that differs the way SmolLM2-Instruct does, in a few hundred kilobytes and
   query heads), tied input/output embeddings, no biases in q/k/v/o or the MLP, weights stored in bf16
   (`"dtype": "bfloat16"` in config.json, as SmolLM2 ships).
 
+`flavour="base"` writes SmolLM2-135M's (the base model's) tokenizer set-up instead: `<|endoftext|>` as
+BOS, EOS and UNK, no pad token and no chat template, so a lab must bring its own template and pad token.
+
 Its weights are random: it exercises every code path of a lab (loading, chat templates, padding,
 generation, training steps, quantization), never a result. Build it with
 
-    python -m ptlab.tinyworld.hubtwin OUT_FOLDER [--seed 0]
+    python -m ptlab.tinyworld.hubtwin OUT_FOLDER [--seed 0] [--flavour instruct|base]
 
 and run a lab on it with `ptlab run LAB --solutions --model OUT_FOLDER` (tests/test_hub_track.py does).
 """
@@ -36,6 +39,12 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 # SmolLM2's first three special tokens, with its ids (0, 1, 2).
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS: tuple[str, ...] = (ENDOFTEXT, IM_START, IM_END)
+
+# flavour -> (bos, eos, pad or None, chat template or None), as in SmolLM2-135M-Instruct / SmolLM2-135M
+FLAVOURS: dict[str, tuple[str, str, str | None, bool]] = {
+    "instruct": (IM_START, IM_END, IM_END, True),  # pads with its end-of-turn token
+    "base": (ENDOFTEXT, ENDOFTEXT, None, False),
+}
 
 # ChatML as in SmolLM2-Instruct's tokenizer_config.json: a default system turn when the chat has none,
 # a newline after each role and after each <|im_end|>. (The default system text is shorter than
@@ -96,35 +105,42 @@ def train_bpe(texts: list[str], vocab_size: int = 1024) -> Tokenizer:
     return tok
 
 
-def save_tokenizer(tok: Tokenizer, out: Path, max_length: int) -> None:
-    """tokenizer.json as trained, and SmolLM2-Instruct's tokenizer_config.json / special_tokens_map.json."""
+def _check_flavour(flavour: str) -> None:
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour should be one of {list(FLAVOURS)}, got {flavour!r}")
+
+
+def save_tokenizer(tok: Tokenizer, out: Path, max_length: int, flavour: str = "instruct") -> None:
+    """tokenizer.json as trained, and SmolLM2's tokenizer_config.json / special_tokens_map.json."""
+    _check_flavour(flavour)
+    bos, eos, pad, has_template = FLAVOURS[flavour]
     tok.save(str(out / "tokenizer.json"))
     added = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
                       "single_word": False, "special": True} for i, t in enumerate(SPECIAL_TOKENS)}
+    special = {"additional_special_tokens": [IM_START, IM_END], "bos_token": bos, "eos_token": eos,
+               "pad_token": pad, "unk_token": ENDOFTEXT}
+    special = {k: v for k, v in special.items() if v is not None}
     config = {
         "add_prefix_space": False,
         "added_tokens_decoder": added,
-        "additional_special_tokens": [IM_START, IM_END],
-        "bos_token": IM_START,
-        "chat_template": CHAT_TEMPLATE,
         "clean_up_tokenization_spaces": False,
-        "eos_token": IM_END,
         "model_max_length": max_length,
-        "pad_token": IM_END,  # SmolLM2-Instruct pads with its end-of-turn token
         "tokenizer_class": "GPT2Tokenizer",
-        "unk_token": ENDOFTEXT,
         "vocab_size": tok.get_vocab_size(),
+        **special,
     }
-    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    special = {"additional_special_tokens": [IM_START, IM_END], "bos_token": IM_START, "eos_token": IM_END,
-               "pad_token": IM_END, "unk_token": ENDOFTEXT}
+    if has_template:
+        config["chat_template"] = CHAT_TEMPLATE
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
 
 
-def twin_config(vocab_size: int, shape: TwinShape | None = None):
+def twin_config(vocab_size: int, shape: TwinShape | None = None, flavour: str = "instruct"):
     """The LlamaConfig: SmolLM2's choices (tied embeddings, no biases, GQA, rope theta 1e5) at toy size."""
     from transformers import LlamaConfig
 
+    _check_flavour(flavour)
+    bos, eos, pad, _ = FLAVOURS[flavour]
     ids = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
     return LlamaConfig(
         vocab_size=vocab_size,
@@ -133,27 +149,32 @@ def twin_config(vocab_size: int, shape: TwinShape | None = None):
         mlp_bias=False,
         rms_norm_eps=1e-5,
         rope_theta=100000.0,
-        bos_token_id=ids[IM_START],
-        eos_token_id=ids[IM_END],
-        pad_token_id=ids[IM_END],
+        bos_token_id=ids[bos],
+        eos_token_id=ids[eos],
+        pad_token_id=ids.get(pad),
         initializer_range=0.02,
         architectures=["LlamaForCausalLM"],
         **asdict(shape or TwinShape()),
     )
 
 
-def build(out: str | Path, seed: int = 0, vocab_size: int = 1024, dtype: torch.dtype = torch.bfloat16) -> Path:
+def build(out: str | Path, seed: int = 0, vocab_size: int = 1024, flavour: str = "instruct",
+          dtype: torch.dtype = torch.bfloat16) -> Path:
     """Write the twin to `out` (config.json, model.safetensors, generation_config.json, tokenizer files).
 
-    Deterministic in `seed` (same bytes on every run); takes about a second on one CPU core.
+    Args:
+        seed: draws the weights (the tokenizer depends on the world's text only).
+        flavour: "instruct" (SmolLM2-135M-Instruct's tokens and chat template) or "base" (SmolLM2-135M's).
+    Deterministic in its arguments (same bytes on every run); about two seconds on one CPU core.
     """
+    _check_flavour(flavour)
     from transformers import GenerationConfig, LlamaForCausalLM
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tok = train_bpe(training_text(), vocab_size)
     shape = TwinShape()
-    config = twin_config(tok.get_vocab_size(), shape)
+    config = twin_config(tok.get_vocab_size(), shape, flavour)
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's random state
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
@@ -161,7 +182,7 @@ def build(out: str | Path, seed: int = 0, vocab_size: int = 1024, dtype: torch.d
     model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
                                                pad_token_id=config.pad_token_id)
     model.save_pretrained(str(out), safe_serialization=True)
-    save_tokenizer(tok, out, shape.max_position_embeddings)
+    save_tokenizer(tok, out, shape.max_position_embeddings, flavour)
     return out
 
 
@@ -170,8 +191,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", help="folder to write the model to (created if missing)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     parser.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size (default 1024)")
+    parser.add_argument("--flavour", choices=list(FLAVOURS), default="instruct",
+                        help="SmolLM2-135M-Instruct's tokenizer set-up (default) or the base model's")
     args = parser.parse_args(argv)
-    path = build(args.out, seed=args.seed, vocab_size=args.vocab_size)
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    path = build(args.out, seed=args.seed, vocab_size=args.vocab_size, flavour=args.flavour)
     print(f"wrote a SmolLM2-format twin to {path}")
 
 
