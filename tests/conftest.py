@@ -38,3 +38,11 @@ def hub_twin(tmp_path_factory) -> Path:
     from ptlab.tinyworld import hubtwin
 
     return hubtwin.build(tmp_path_factory.mktemp("hub-twin") / "smollm2-twin", seed=0)
+
+
+@pytest.fixture(scope="session")
+def hub_twin_base(tmp_path_factory) -> Path:
+    """The Hub twin with SmolLM2-135M's (the base model's) tokens: no pad token, no chat template."""
+    from ptlab.tinyworld import hubtwin
+
+    return hubtwin.build(tmp_path_factory.mktemp("hub-twin-base") / "smollm2-base-twin", seed=0, flavour="base")

@@ -112,3 +112,28 @@ def test_is_course_model_tells_tiny_names_from_folders_and_hub_ids(hub_twin):
 def test_train_bpe_reaches_the_requested_vocabulary(vocab_size):
     tok = hubtwin.train_bpe(hubtwin.training_text(200), vocab_size)
     assert tok.get_vocab_size() == vocab_size
+
+
+def test_base_flavour_has_smollm2_base_tokens_no_pad_and_no_template(hub_twin_base):
+    tokenizer = AutoTokenizer.from_pretrained(hub_twin_base)
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("<|endoftext|>", "<|endoftext|>", None)
+    assert tokenizer.chat_template is None
+
+
+def test_models_load_gives_a_base_model_a_pad_token_and_chatml(hub_twin_base):
+    model, tok = models.load(str(hub_twin_base))
+    assert tok.pad_token == "<|endoftext|>" and model.config.pad_token_id == 0, "models.load pads with eos"
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)["input_ids"]
+    assert ids[0] == tok.convert_tokens_to_ids("<|im_start|>"), "ChatML's markers are the model's own special tokens"
+
+
+def test_flavours_share_the_tokenizer(hub_twin, hub_twin_base):
+    # (the weights differ in one row: Llama zeroes the pad token's embedding at init, and base has no pad)
+    assert _digest(hub_twin_base)["tokenizer.json"] == _digest(hub_twin)["tokenizer.json"]
+
+
+def test_unknown_flavour_lists_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match="instruct"):
+        hubtwin.build(tmp_path / "x", flavour="chat")

@@ -25,6 +25,15 @@ TINY_MODELS: dict[str, tuple[str, str]] = {
 }
 KINDS = ("causal", "reward")
 
+# ChatML, the chat format of SmolLM2-Instruct and Qwen2.5-Instruct. `load` gives it to a tokenizer that has
+# no chat template (a base model's, e.g. SmolLM2-135M), so `apply_chat_template` works on every model.
+CHATML_TEMPLATE: str = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
 
 def is_course_model(name_or_id: str) -> bool:
     """True for a shipped tiny model's name; False for a folder or Hub id (the Hub track).
@@ -74,7 +83,9 @@ def load(name_or_id: str, kind: str | None = None, **kwargs):
             both. Pass `dtype="auto"` (or torch.bfloat16) to keep a large checkpoint's own precision.
     Returns:
         (model, tokenizer); the tokenizer always has a pad token (the EOS token when the model has none,
-        as is usual for Hub causal models) and the model's config knows its id.
+        as is usual for Hub causal models) and the model's config knows its id; it always has a chat
+        template (`CHATML_TEMPLATE` when the model ships none). Its eos_token is left as the model has it:
+        for a base model that is the end of a document, not the end of a chat turn.
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -86,6 +97,8 @@ def load(name_or_id: str, kind: str | None = None, **kwargs):
     if "dtype" not in kwargs and "torch_dtype" not in kwargs:
         kwargs[dtype_kwarg()] = torch.float32
     tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = CHATML_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if kind == "causal":
