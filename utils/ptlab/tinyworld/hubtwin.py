@@ -40,7 +40,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS: tuple[str, ...] = (ENDOFTEXT, IM_START, IM_END)
 
-# flavour -> (bos, eos, pad or None, chat template or None), as in SmolLM2-135M-Instruct / SmolLM2-135M
+# flavour -> (bos, eos, pad or None, ships a chat template), as in SmolLM2-135M-Instruct / SmolLM2-135M
 FLAVOURS: dict[str, tuple[str, str, str | None, bool]] = {
     "instruct": (IM_START, IM_END, IM_END, True),  # pads with its end-of-turn token
     "base": (ENDOFTEXT, ENDOFTEXT, None, False),
