@@ -30,3 +30,19 @@ def _loopback_only(self, address):
 def no_network(monkeypatch):
     """Any connection to a non-loopback address fails the test that made it."""
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture(scope="session")
+def hub_twin(tmp_path_factory) -> Path:
+    """A SmolLM2-format model folder with a BPE tokenizer and random weights (ptlab.tinyworld.hubtwin)."""
+    from ptlab.tinyworld import hubtwin
+
+    return hubtwin.build(tmp_path_factory.mktemp("hub-twin") / "smollm2-twin", seed=0)
+
+
+@pytest.fixture(scope="session")
+def hub_twin_base(tmp_path_factory) -> Path:
+    """The Hub twin with SmolLM2-135M's (the base model's) tokens: no pad token, no chat template."""
+    from ptlab.tinyworld import hubtwin
+
+    return hubtwin.build(tmp_path_factory.mktemp("hub-twin-base") / "smollm2-base-twin", seed=0, flavour="base")

@@ -1,5 +1,6 @@
 """ptlab.runner / `ptlab run`: a graded cell passes, fails on an error, and fails on stderr (nbgrader's rule)."""
 
+import os
 import subprocess
 import sys
 
@@ -56,3 +57,59 @@ def test_find_notebook_resolves_a_unique_prefix_and_explains_a_bad_one(tmp_path)
         assert "05_lora" in str(err)
     else:
         raise AssertionError("an unknown lab should raise FileNotFoundError")
+
+
+def _setup_notebook(*sources):
+    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def test_set_model_replaces_the_string_and_keeps_the_comment():
+    nb = _setup_notebook("import os\nMODEL = \"tiny-base\"   # offline course model\nx = MODEL",
+                         "def f():\n    MODEL = 'inside a function'\n    return MODEL")
+    runner.set_model(nb, "/tmp/twin")
+    assert nb.cells[0].source == "import os\nMODEL = '/tmp/twin'   # offline course model\nx = MODEL"
+    assert "MODEL = 'inside a function'" in nb.cells[1].source, "an indented assignment is not the set-up line"
+
+
+def test_set_model_explains_a_notebook_without_a_model_line():
+    nb = _setup_notebook("MODEL_NAME = 'tiny-base'\nMODEL = build()")
+    try:
+        runner.set_model(nb, "/tmp/twin")
+    except ValueError as err:
+        assert "found 0" in str(err) and "MODEL" in str(err)
+    else:
+        raise AssertionError("a notebook with no `MODEL = \"...\"` line should raise ValueError")
+
+
+def test_set_model_refuses_two_model_lines():
+    nb = _setup_notebook("MODEL = 'tiny-base'", "MODEL = 'tiny-sft'")
+    try:
+        runner.set_model(nb, "/tmp/twin")
+    except ValueError as err:
+        assert "found 2 (cell 0, cell 1)" in str(err)
+    else:
+        raise AssertionError("two MODEL lines are ambiguous and should raise ValueError")
+
+
+def test_ptlab_run_model_option_reaches_the_kernel(tmp_path):
+    nb = _setup_notebook("MODEL = 'tiny-base'  # the course model")
+    nb.cells.append(_graded("import os\nassert MODEL == os.environ['EXPECTED_MODEL'], MODEL", "test_model_set"))
+    path = tmp_path / "lab.ipynb"
+    nbformat.write(nb, path)
+    folder = tmp_path / "twin"
+    folder.mkdir()
+    env = {**os.environ, "EXPECTED_MODEL": str(folder.resolve())}
+    done = subprocess.run([sys.executable, "-m", "ptlab.cli", "run", str(path), "--model", str(folder)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 / 1 points" in done.stdout and f"MODEL = '{folder.resolve()}'" in done.stdout
+
+
+def test_ptlab_run_model_option_fails_clearly_without_a_model_line(tmp_path):
+    path = tmp_path / "lab.ipynb"
+    nbformat.write(_setup_notebook("x = 1"), path)
+    done = subprocess.run([sys.executable, "-m", "ptlab.cli", "run", str(path), "--model", "some/model"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "MODEL" in done.stderr and "found 0" in done.stderr

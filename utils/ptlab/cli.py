@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--solutions", action="store_true", help="run the instructor's source notebook instead")
     run.add_argument("--full", action="store_true", help="full mode (the real experiments) instead of fast mode")
     run.add_argument("--timeout", type=int, default=600, help="seconds one cell may run (default 600)")
+    run.add_argument("--model", metavar="PATH_OR_ID",
+                     help="run with the set-up cell's MODEL set to this folder or Hub id (the Hub track)")
     args = parser.parse_args(argv)
 
     if args.command == "check":
@@ -24,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     from ptlab.runner import run as run_lab
 
     try:
-        results = run_lab(args.lab, solutions=args.solutions, fast=not args.full, timeout=args.timeout)
-    except FileNotFoundError as err:
+        results = run_lab(args.lab, solutions=args.solutions, fast=not args.full, timeout=args.timeout,
+                          model=args.model)
+    except (FileNotFoundError, ValueError) as err:
         print(f"ptlab run: {err}", file=sys.stderr)
         return 2
     return 0 if all(r.passed for r in results) else 1

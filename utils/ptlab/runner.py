@@ -7,6 +7,7 @@ nothing to stderr (nbgrader's own rule), which is why the report lists stderr as
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,14 +48,41 @@ def find_notebook(lab: str, solutions: bool = False, root: Path | None = None) -
     return matches[0] / f"{matches[0].name}.ipynb"
 
 
-def execute(path: Path, fast: bool = True, timeout: int = 600, grading: bool = False) -> nbformat.NotebookNode:
+# The set-up cell's model line: `MODEL = "tiny-base"  # comment`, unindented, a single string literal.
+MODEL_LINE = re.compile(r"""^MODEL\s*=\s*(["'])[^"'\n]*\1""", re.MULTILINE)
+
+
+def set_model(nb: nbformat.NotebookNode, model: str) -> nbformat.NotebookNode:
+    """Rewrite the notebook's one `MODEL = "..."` line so that it names `model` (in place; also returned).
+
+    Matches a code-cell line that starts with `MODEL =` followed by one quoted string (what every set-up
+    cell has, see docs/AUTHORING.md); the string is replaced and the rest of the line (its comment) kept.
+    Raises ValueError when no line matches, or when more than one does (which one would the lab read?).
+    """
+    hits = [(i, m) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for m in MODEL_LINE.finditer(cell.source)]
+    if len(hits) != 1:
+        where = ", ".join(f"cell {i}" for i, _ in hits) or "no cell"
+        raise ValueError(f"--model needs exactly one unindented line `MODEL = \"...\"` in a code cell (the "
+                         f"set-up cell's), found {len(hits)} ({where})")
+    i, match = hits[0]
+    cell = nb.cells[i]
+    cell.source = cell.source[: match.start()] + f"MODEL = {model!r}" + cell.source[match.end():]
+    return nb
+
+
+def execute(path: Path, fast: bool = True, timeout: int = 600, grading: bool = False,
+            model: str | None = None) -> nbformat.NotebookNode:
     """Run every cell of the notebook at `path` in its own folder; errors are recorded, not raised.
 
-    `fast` sets PTLAB_FAST=1; `grading` also sets NBGRADER_EXECUTION as the autograder does.
+    `fast` sets PTLAB_FAST=1; `grading` also sets NBGRADER_EXECUTION as the autograder does; `model`
+    (a folder or Hub id) replaces the set-up cell's `MODEL` (see `set_model`).
     """
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    if model is not None:
+        set_model(nb, model)
     saved = {k: os.environ.get(k) for k in ("PTLAB_FAST", "NBGRADER_EXECUTION", "HF_HUB_OFFLINE")}
     if fast:
         os.environ["PTLAB_FAST"] = "1"
@@ -102,12 +130,20 @@ def errors_outside_tests(nb: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-def run(lab: str, solutions: bool = False, fast: bool = True, timeout: int = 600) -> list[CellResult]:
-    """Execute one lab and print a line per graded cell and a total; return the results."""
+def run(lab: str, solutions: bool = False, fast: bool = True, timeout: int = 600,
+        model: str | None = None) -> list[CellResult]:
+    """Execute one lab and print a line per graded cell and a total; return the results.
+
+    `model` replaces the lab's `MODEL` (see `set_model`); a folder is made absolute first, because the
+    notebook runs in its own folder.
+    """
     path = find_notebook(lab, solutions)
-    print(f"executing {path} ({'fast' if fast else 'full'} mode) ...", flush=True)
+    if model is not None and Path(model).exists():
+        model = str(Path(model).resolve())
+    with_model = f", MODEL = {model!r}" if model is not None else ""
+    print(f"executing {path} ({'fast' if fast else 'full'} mode{with_model}) ...", flush=True)
     start = time.perf_counter()
-    nb = execute(path, fast=fast, timeout=timeout)
+    nb = execute(path, fast=fast, timeout=timeout, model=model)
     results = graded_cell_results(nb)
     for r in results:
         mark = {"pass": "PASS", "fail": "FAIL", "stderr": "FAIL (stderr)"}[r.outcome]
