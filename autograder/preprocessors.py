@@ -74,8 +74,8 @@ HOW_TO_WORK = """\
 that says `# YOUR CODE HERE`: replace the `raise NotImplementedError()` with your code, run the cell,
 then run the test cell under it; a failing test says in words what is wrong.
 
-- **Run All stops at the first exercise you have not finished**: its `NotImplementedError` halts the
-  run, and the cells below it do not execute. That is expected while you work.
+- **Run All stops at the first exercise you have not finished**: the cell under it calls your function,
+  which raises `NotImplementedError`, and no cell below runs. That is expected while you work.
 - **To check one exercise at a time**, run the cells above it (set-up cells and earlier exercises;
   an unfinished earlier exercise only raises its own error and can be skipped), then the exercise
   and its test cell. A test cell needs only its own exercise: it builds its inputs itself.

@@ -63,16 +63,21 @@ def lab_server(tmp_path_factory):
     work = tmp_path_factory.mktemp("browser")
     for folder in ("solutions", "labs"):
         shutil.copytree(ROOT / folder, work / folder)
+    # Render every cell (no virtual scrolling), so the page holds every output the test reads.
+    settings = work / ".settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "PTLAB_FAST": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "utils"), str(ROOT)]),
            "JUPYTER_CONFIG_DIR": str(work / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(work / ".runtime"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(work / ".workspaces")}
+           "JUPYTERLAB_WORKSPACES_DIR": str(work / ".workspaces"),
+           "JUPYTERLAB_SETTINGS_DIR": str(work / ".settings")}
     log = open(work / "server.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}", "--LabApp.expose_app_in_browser=True",
-         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.news_url=None", "--allow-root", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
@@ -119,6 +124,13 @@ def _open(browser, lab_server, path: str):
     return page
 
 
+def _output_text(page, code_index: int) -> str:
+    """The text rendered under the `code_index`-th code cell, scrolled into view as a student sees it."""
+    cell = page.locator(".jp-Notebook .jp-CodeCell").nth(code_index)
+    cell.scroll_into_view_if_needed()
+    return cell.locator(".jp-OutputArea").inner_text()
+
+
 def _run_all_and_wait(page) -> dict:
     """Run All from the frontend; wait until the kernel is idle and no cell is queued or running."""
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
@@ -158,10 +170,12 @@ def test_released_notebook_stops_at_the_first_exercise_and_a_test_shows_a_readab
         state = _run_all_and_wait(page)
         cells = state["cells"]
         first = next(i for i, c in enumerate(cells) if c["errors"])
-        assert "YOUR CODE HERE" in cells[first]["source"] or "def next_token_probs" in cells[first]["source"]
+        # The unfinished exercise defines its function; the cell under it calls it and raises.
+        assert cells[first - 1]["source"].startswith("def next_token_probs"), cells[first - 1]["source"]
         assert cells[first]["errors"][0].startswith("NotImplementedError"), cells[first]["errors"]
         assert all(not c["count"] for c in cells[first + 1:]), "Run All should stop at the first unfinished exercise"
-        assert page.get_by_text("NotImplementedError").first.is_visible()
+        shown = _output_text(page, first)
+        assert "NotImplementedError" in shown, f"the error is not rendered under the cell:\n{shown}"
 
         # A plausible wrong answer (the probabilities of every position, not only the last one): run the
         # exercise, then its test cell, from the page; the test's message must be readable on screen.
@@ -173,7 +187,7 @@ def test_released_notebook_stops_at_the_first_exercise_and_a_test_shows_a_readab
           code[index].model.sharedModel.setSource(source);
           panel.content.activeCellIndex = panel.content.widgets.indexOf(code[index]);
           return window.jupyterapp.commands.execute('notebook:run-cell-and-select-next');
-        }""", [first, wrong])
+        }""", [first - 1, wrong])
         test_cell = next(i for i, c in enumerate(cells) if i > first and c["source"].startswith('"""next_token_probs'))
         page.evaluate("""(index) => {
           const panel = window.jupyterapp.shell.currentWidget;
@@ -184,7 +198,7 @@ def test_released_notebook_stops_at_the_first_exercise_and_a_test_shows_a_readab
         page.wait_for_function("(i) => { const p = window.jupyterapp.shell.currentWidget;"
                                " const code = [...p.content.widgets].filter(w => w.model.type === 'code');"
                                " return code[i].model.outputs.length > 0; }", arg=test_cell, timeout=120_000)
-        output = page.locator(".jp-Notebook .jp-CodeCell").nth(test_cell).locator(".jp-OutputArea").inner_text()
+        output = _output_text(page, test_cell)
         assert "expected shape (2, 16), got (2, 5, 16)" in output, f"the test cell's message is not on screen:\n{output}"
     finally:
         page.close()
