@@ -20,6 +20,25 @@ c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "labs"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*"]
 
+# Release: the course address from autograder/course.toml goes into the badge and the install line,
+# and a standard "working in this notebook" cell goes under the title (autograder/preprocessors.py);
+# then nbgrader's own release steps.
+c.GenerateAssignment.preprocessors = [
+    "autograder.preprocessors.DeliverCourse",
+    "nbgrader.preprocessors.IncludeHeaderFooter",
+    "nbgrader.preprocessors.InstantiateTests",
+    "nbgrader.preprocessors.LockCells",
+    "nbgrader.preprocessors.ClearSolutions",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.SaveCells",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # Release: what a student sees in place of a solution.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
@@ -37,7 +56,10 @@ c.OverwriteCells.add_missing_cells = True
 # Library noise on stderr must not cost points (nbgrader gives 0 to a test cell with any stderr):
 # bitsandbytes' CPU notice, tqdm bars and warnings raised inside libraries are removed right after
 # execution (autograder/preprocessors.py); a student's own stderr still counts.
+# Grading always runs the course's offline model: a submission's MODEL / DATA lines are reset to the
+# source notebook's before execution (autograder.preprocessors.UseCourseModel).
 c.Autograde.autograde_preprocessors = [
+    "autograder.preprocessors.UseCourseModel",
     "nbgrader.preprocessors.Execute",
     "autograder.preprocessors.StripLibraryNoise",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",

@@ -65,3 +65,84 @@ class HideHiddenTests(NbGraderPreprocessor):
             if output.get("output_type") == "error":
                 output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
         return cell, resources
+
+
+# The standard cell the release adds under each lab's title (one text for every lab, kept here).
+HOW_TO_WORK_ID = "ptlab-how-to-work"
+HOW_TO_WORK = """\
+**Working in this notebook.** Run the cells from the top with Shift+Enter. Each exercise is a cell
+that says `# YOUR CODE HERE`: replace the `raise NotImplementedError()` with your code, run the cell,
+then run the test cell under it; a failing test says in words what is wrong.
+
+- **Run All stops at the first exercise you have not finished**: the cell under it calls your function,
+  which raises `NotImplementedError`, and no cell below runs. That is expected while you work.
+- **To check one exercise at a time**, run the cells above it (set-up cells and earlier exercises;
+  an unfinished earlier exercise only raises its own error and can be skipped), then the exercise
+  and its test cell. A test cell needs only its own exercise: it builds its inputs itself.
+- **Before you submit**, restart the kernel and Run All (Kernel menu) and press **Validate** in the
+  toolbar: every test should pass. The grader runs the same tests and a few hidden ones on new
+  inputs, always on the course's own model, whatever `MODEL` says.
+"""
+
+
+class DeliverCourse(NbGraderPreprocessor):
+    """Release: write the configured course address (`autograder/course.toml`) into the badge and the
+    install line, and add the standard "working in this notebook" cell under the title."""
+
+    def preprocess(self, nb, resources):
+        from nbformat.v4 import new_markdown_cell
+
+        from autograder.release import load_course
+
+        course = load_course()
+        for cell in nb.cells:
+            cell.source = course.fill(cell.source)
+        if not any(c.get("id") == HOW_TO_WORK_ID for c in nb.cells):
+            first_markdown = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+            nb.cells.insert(first_markdown + 1, new_markdown_cell(HOW_TO_WORK, id=HOW_TO_WORK_ID))
+        return nb, resources
+
+
+# A top-level assignment of a track setting: `MODEL = "..."  # comment`.
+def _setting(name: str) -> re.Pattern:
+    return re.compile(rf"^{name}\s*=.*$", re.M)
+
+
+class UseCourseModel(NbGraderPreprocessor):
+    """Autograde: grade on the course's own model and data, whatever the submission sets.
+
+    A Colab learner sets `MODEL` (and in some labs `DATA`) to a Hub id; the grader has no network. Each
+    top-level `NAME = ...` line of the settings below is replaced by the source notebook's own line
+    (`solutions/LAB/LAB.ipynb` of the course root being graded), so the learner changes one line and
+    is still graded on the offline course model.
+    """
+
+    settings = ("MODEL", "DATA")
+
+    def source_lines(self, resources) -> dict[str, str]:
+        """Setting name -> its assignment line in the source notebook of the lab being graded."""
+        import os
+
+        import nbformat
+
+        info = resources.get("nbgrader", {})
+        root = os.environ.get("PTLAB_COURSE_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.path.join(root, "solutions", info.get("assignment", ""), f"{info.get('notebook', '')}.ipynb")
+        if not os.path.exists(path):
+            return {}
+        lines: dict[str, str] = {}
+        for cell in nbformat.read(path, as_version=4).cells:
+            for name in self.settings:
+                match = _setting(name).search(cell.source) if cell.cell_type == "code" else None
+                if match and name not in lines:
+                    lines[name] = match.group(0)
+        return lines
+
+    def preprocess(self, nb, resources):
+        lines = self.source_lines(resources)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            for name, line in lines.items():
+                cell.source = _setting(name).sub(lambda _m, line=line: line, cell.source)
+        return nb, resources

@@ -132,7 +132,9 @@ def cpu_threads() -> int:
         return max(1, min(os.cpu_count() or 1, 8))
 
 
-REQUIRED = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "nbgrader", "matplotlib", "tqdm")
+REQUIRED = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "matplotlib", "tqdm")
+# Only for working in JupyterLab locally and for grading (the `lab` extra); Colab has its own notebook.
+OPTIONAL = ("jupyterlab", "nbgrader")
 
 
 def _version(name: str) -> str | None:
@@ -150,8 +152,8 @@ def preflight(file=None) -> dict[str, object]:
     Returns the same facts as a dict, so tests and the command line can check them.
     """
     out = file or sys.stdout
-    versions = {name: _version(name) for name in REQUIRED}
-    missing = [name for name, v in versions.items() if v is None]
+    versions = {name: _version(name) for name in REQUIRED + OPTIONAL}
+    missing = [name for name in REQUIRED if versions[name] is None]
     dev = device()
     facts: dict[str, object] = {
         "python": platform.python_version(),
@@ -173,7 +175,8 @@ def preflight(file=None) -> dict[str, object]:
 
     print(f"python        {facts['python']}", file=out)
     for name, v in versions.items():
-        print(f"{name:<13} {v or 'MISSING'}", file=out)
+        absent = "not installed (optional: pip install 'ptlab[lab]')" if name in OPTIONAL else "MISSING"
+        print(f"{name:<13} {v or absent}", file=out)
     line = f"device        {dev}"
     if "gpu" in facts:
         line += f" ({facts['gpu']}, {facts['gpu_free_gib']} of {facts['gpu_total_gib']} GiB free)"
@@ -184,7 +187,7 @@ def preflight(file=None) -> dict[str, object]:
     print(f"disk free     {facts['disk_free_gib']} GiB", file=out)
     print(f"fast mode     {'on' if facts['fast'] else 'off'}", file=out)
     if missing:
-        print(f"MISSING: {', '.join(missing)}. Install with: pip install -e '.[dev]' (see README).", file=out)
+        print(f"MISSING: {', '.join(missing)}. Install with: pip install -e '.[lab]' (see README).", file=out)
     else:
         print("All required packages are installed.", file=out)
     return facts
