@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import SOLUTIONS, lab_names
+from autograder import ROOT, SOLUTIONS, lab_names, sandbox
 from autograder.release import config_env, nbgrader
 
 
@@ -139,7 +139,7 @@ def _errors_outside_tests(path: Path) -> list[str]:
 
 def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, scratch: Path,
               cell_timeout: int, timeout: float, mem_bytes: int, max_scores: dict[str, float],
-              threads: int = 1) -> Result:
+              threads: int = 1, sandboxed: bool = True, index: int = 0) -> Result:
     """Autograde one student in a private course root, with `threads` CPU threads; never raises."""
     start = time.perf_counter()
     zero = dict.fromkeys(max_scores, 0.0)
@@ -157,6 +157,12 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
                f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url=sqlite:///{db}"]
         env = {**os.environ, **config_env(root), "PTLAB_CELL_TIMEOUT": str(cell_timeout),
                "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(threads)}
+        if sandboxed:
+            work = root / "work"
+            work.mkdir()
+            shutil.copy(notebook, work / f"{lab}.ipynb")
+            env.update(sandbox.install(root, work, index, ROOT, mem_bytes))
+            cmd += sandbox.nbgrader_args(root)
         for _attempt in range(2):
             code, log = _run_isolated(cmd, root, timeout, mem_bytes, env)
             grades = read_grades(db, lab, student)
