@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import ROOT, SOLUTIONS, lab_names, sandbox
+from autograder import ROOT, SOLUTIONS, integrity, lab_names, sandbox, scan
 from autograder.release import config_env, nbgrader
 
 
@@ -137,10 +137,82 @@ def _errors_outside_tests(path: Path) -> list[str]:
     return errors_outside_tests(nbformat.read(path, as_version=4)) if path.exists() else []
 
 
+def withheld_tests(findings: list[scan.Finding], nb, tests: list[str]) -> list[str]:
+    """Test cells whose points wait for a TA: for each flagged cell, the tests of the next exercise."""
+    from autograder.integrity import grade_id
+
+    held: list[str] = []
+    for index in sorted({f.index for f in findings}):
+        collected: list[str] = []
+        for cell in nb.cells[index:]:
+            gid = grade_id(cell)
+            if gid in tests:
+                collected.append(gid)
+            elif collected and cell.metadata.get("nbgrader", {}).get("solution"):
+                break
+        held += [g for g in collected if g not in held]
+    return held
+
+
+def _summary(items: list[str], limit: int = 3) -> str:
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
+def _set_scores(db: Path, lab: str, student: str, zeroed: list[str]) -> None:
+    """Record 0 for `zeroed` cells in the student's gradebook (so the feedback agrees with the CSV)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{db}") as gb:
+        for gid in zeroed:
+            grade = gb.find_grade(gid, lab, lab, student)
+            grade.manual_score = 0.0
+        gb.db.commit()
+
+
+def _prepare(notebook: Path, lab: str, target: Path):
+    """Scan the submission, restore deleted test cells, add the integrity checks; write it to `target`."""
+    import nbformat
+
+    source = nbformat.read(SOLUTIONS / lab / f"{lab}.ipynb", as_version=4)
+    submitted = integrity.restore_tests(nbformat.read(notebook, as_version=4), source)
+    tests = integrity.test_ids(source)
+    findings = scan.scan_notebook(submitted, scan.course_cells(source))
+    prepared, tokens = integrity.inject(submitted, tests, integrity.used_names(source))
+    target.parent.mkdir(parents=True)
+    nbformat.write(prepared, target)
+    return source, submitted, tests, findings, tokens
+
+
+def _review(path: Path, source, submitted, tests, findings, tokens) -> tuple[list[str], list[str]]:
+    """After autograding: read the integrity verdicts, strip the checks and any quoted hidden-test line
+    from the autograded notebook (the feedback is made from it); return (flags, cells scored 0)."""
+    import nbformat
+
+    executed = nbformat.read(path, as_version=4)
+    broken = integrity.verdicts(executed, tokens)
+    integrity.remove_checks(executed)
+    leaked = integrity.scrub_outputs(executed, integrity.hidden_lines(source))
+    path.chmod(0o644)
+    nbformat.write(executed, path)
+    flags = []
+    if findings:
+        flags.append(f"static scan: {_summary([str(f) for f in findings])}")
+    if broken:
+        flags.append(f"integrity: {_summary(list(broken.values()), 2)}")
+    if leaked:
+        flags.append(f"{leaked} output(s) quoted hidden tests (removed from the feedback)")
+    zeroed = list(broken) + [g for g in withheld_tests(findings, submitted, tests) if g not in broken]
+    return flags, zeroed
+
+
 def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, scratch: Path,
               cell_timeout: int, timeout: float, mem_bytes: int, max_scores: dict[str, float],
               threads: int = 1, sandboxed: bool = True, index: int = 0) -> Result:
-    """Autograde one student in a private course root, with `threads` CPU threads; never raises."""
+    """Autograde one student in a private course root, with `threads` CPU threads; never raises.
+
+    With `sandboxed`, the kernel runs in autograder/sandbox.py's bubblewrap sandbox as uid 61000+index.
+    """
     start = time.perf_counter()
     zero = dict.fromkeys(max_scores, 0.0)
     if notebook is None:
@@ -149,15 +221,14 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
     try:
         shutil.copytree(SOLUTIONS / lab, root / "solutions" / lab)
         target = root / "submitted" / student / lab / f"{lab}.ipynb"
-        target.parent.mkdir(parents=True)
-        shutil.copy(notebook, target)
+        prepared = _prepare(notebook, lab, target)
         db = root / "gradebook.db"
         shutil.copy(master_db, db)
         cmd = [sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student, "--force",
                f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url=sqlite:///{db}"]
         env = {**os.environ, **config_env(root), "PTLAB_CELL_TIMEOUT": str(cell_timeout),
                "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(threads)}
-        if sandboxed:
+        if sandboxed:  # the kernel gets a copy of the student's own notebook, without the checks
             work = root / "work"
             work.mkdir()
             shutil.copy(notebook, work / f"{lab}.ipynb")
@@ -181,7 +252,16 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
         if status != "graded" or grades is None:
             return Result(student, status, zero, dict(max_scores), time.perf_counter() - start)
         scores, maxima = grades
-        errors = _errors_outside_tests(root / "autograded" / student / lab / f"{lab}.ipynb")
+        autograded = root / "autograded" / student / lab / f"{lab}.ipynb"
+        flags, zeroed = _review(autograded, *prepared)
+        if flags:
+            before = sum(scores.values())
+            for gid in zeroed:
+                scores[gid] = 0.0
+            _set_scores(db, lab, student, zeroed)
+            status = (f"graded; flagged for review: {' | '.join(flags)}; scored 0 pending review: "
+                      f"{', '.join(zeroed) or 'nothing'} (total before review {before:g})")
+        errors = _errors_outside_tests(autograded)
         feedback = None
         fb = nbgrader(["generate_feedback", lab, "--student", student, "--force"], root, db, timeout=300)
         html = root / "feedback" / student / lab / f"{lab}.html"
@@ -214,10 +294,20 @@ def write_csv(results: list[Result], columns: list[str], path: Path) -> None:
 
 
 def grade_class(submissions: Path, lab: str, out: Path, workers: int | None = None, cell_timeout: int = 180,
-                timeout: float = 1800, mem_gib: float | None = None, keep: bool = False) -> list[Result]:
-    """Grade every student in `submissions`; write `out/grades.csv` and `out/feedback/`; return results."""
+                timeout: float = 1800, mem_gib: float | None = None, keep: bool = False,
+                unsafe: bool = False) -> list[Result]:
+    """Grade every student in `submissions`; write `out/grades.csv` and `out/feedback/`; return results.
+
+    Kernels run sandboxed (autograder/sandbox.py); where the sandbox cannot run, this refuses to start
+    unless `unsafe`, which runs student code with the grader's own rights.
+    """
     if lab not in lab_names():
         raise SystemExit(f"unknown lab {lab!r}; valid: {lab_names()}")
+    why = None if unsafe else sandbox.unavailable()
+    if why:
+        raise SystemExit(f"refusing to grade: the sandbox cannot run ({why}). Student code would run with "
+                         "your rights and could read the solutions and the gradebook; pass --unsafe to "
+                         "grade anyway (only for submissions you trust).")
     workers = workers or os.cpu_count() or 1
     total_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     mem_gib = mem_gib or max(4.0, min(16.0, 0.8 * total_gib / workers))
@@ -233,8 +323,9 @@ def grade_class(submissions: Path, lab: str, out: Path, workers: int | None = No
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(
-                lambda item: grade_one(item[0], item[1], lab, master_db, scratch, cell_timeout, timeout,
-                                       int(mem_gib * 2**30), max_scores, threads), found.items()))
+                lambda item: grade_one(item[1][0], item[1][1], lab, master_db, scratch, cell_timeout, timeout,
+                                       int(mem_gib * 2**30), max_scores, threads, not unsafe, item[0]),
+                enumerate(found.items())))
         elapsed = time.perf_counter() - start
         out = Path(out)
         write_csv(results, list(max_scores), out / "grades.csv")
@@ -261,9 +352,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one student may take (default 1800)")
     parser.add_argument("--mem-gib", type=float, default=None, help="memory cap per student (default: RAM*0.8/workers)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders (logs) for debugging")
+    parser.add_argument("--unsafe", action="store_true",
+                        help="grade without the sandbox when bubblewrap is missing (trusted submissions only)")
     args = parser.parse_args(argv)
     results = grade_class(args.submissions, args.lab, args.out, args.workers, args.cell_timeout, args.timeout,
-                          args.mem_gib, args.keep)
+                          args.mem_gib, args.keep, args.unsafe)
     for r in sorted(results, key=lambda r: r.student):
         print(f"{r.student:<20} {r.total:6g} / {r.max_total:g}  {r.status}")
 
