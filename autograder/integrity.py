@@ -193,7 +193,7 @@ HIDDEN = re.compile(r"#+\s*BEGIN HIDDEN TESTS(.*?)#+\s*END HIDDEN TESTS", re.S)
 
 def hidden_lines(source) -> set[str]:
     """Every line of hidden-test code in the course notebook (stripped, at least 8 characters)."""
-    lines: set[str] = set()
+    lines: set[str] = {"BEGIN HIDDEN TESTS", "END HIDDEN TESTS"}
     for cell in source.cells:
         for block in HIDDEN.findall(cell.source if cell.cell_type == "code" else ""):
             lines |= {line.strip() for line in block.splitlines() if len(line.strip()) >= 8}

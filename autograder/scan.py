@@ -32,6 +32,9 @@ FORBIDDEN_ATTRIBUTES = {"__code__", "__globals__", "__builtins__", "__closure__"
                         "killpg", "execv", "execve", "execvp", "spawnv", "rglob", "walk", "chdir", "home",
                         "expanduser", "environ", "remove", "unlink", "rmdir", "rmtree", "write_text",
                         "write_bytes", "read_text", "read_bytes", "symlink", "rename", "replace_file"}
+# Names the labs bind to modules (in cells a student may not have touched): treated as modules everywhere.
+COURSE_MODULES = {"torch", "F", "nn", "np", "plt", "checks", "env", "models", "data", "ptlab", "transformers", "trl",
+                  "peft", "datasets", "sys", "os", "math", "random", "json", "re", "time", "functools"}
 FORBIDDEN_NAMES = {"__builtins__", "_ih", "_oh", "In", "Out", "_i", "_ii", "_iii", "__file__", "__loader__"}
 
 
@@ -68,8 +71,8 @@ def _leaves_folder(text: str) -> bool:
 
 
 class _Scanner(ast.NodeVisitor):
-    def __init__(self) -> None:
-        self.modules: set[str] = set()  # names bound to imported modules (or attributes of them)
+    def __init__(self, modules: set[str] | None = None) -> None:
+        self.modules = set(COURSE_MODULES) if modules is None else modules  # names bound to modules
         self.found: list[tuple[int, str]] = []
 
     def flag(self, node: ast.AST, reason: str) -> None:
@@ -159,13 +162,16 @@ class _Scanner(ast.NodeVisitor):
             self.flag(node, f"a path outside the notebook folder: {node.value[:40]!r}")
 
 
-def scan_source(source: str, cell: str = "cell", index: int = -1) -> list[Finding]:
-    """Findings in one cell's source (a cell that does not parse is a finding too: it cannot be checked)."""
+def scan_source(source: str, cell: str = "cell", index: int = -1, modules: set[str] | None = None) -> list[Finding]:
+    """Findings in one cell's source (a cell that does not parse is a finding too: it cannot be checked).
+
+    `modules` (updated in place) holds the names bound to modules by earlier cells.
+    """
     try:
         tree = ast.parse(python_source(source))
     except SyntaxError as err:
         return [Finding(cell, err.lineno or 0, f"does not parse ({err.msg}); scanned nothing", index)]
-    scanner = _Scanner()
+    scanner = _Scanner(modules)
     scanner.visit(tree)
     return [Finding(cell, line, reason, index) for line, reason in sorted(set(scanner.found))]
 
@@ -178,9 +184,13 @@ def scan_notebook(nb, trusted: set[str] | None = None) -> list[Finding]:
     """Findings in every code cell of `nb` whose source is not in `trusted` (the course's own cells)."""
     trusted = trusted or set()
     findings: list[Finding] = []
+    modules = set(COURSE_MODULES)
     for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and cell.source.strip() not in trusted:
-            findings += scan_source(cell.source, cell_name(cell, index), index)
+        if cell.cell_type != "code":
+            continue
+        cell_findings = scan_source(cell.source, cell_name(cell, index), index, modules)
+        if cell.source.strip() not in trusted:
+            findings += cell_findings
     return findings
 
 
