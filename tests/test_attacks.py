@@ -22,6 +22,10 @@ from autograder import LABS, ROOT, SOLUTIONS, lab_names, sandbox, scan
 LAB = "00_orientation"
 FIRST = "ex_next_token_probs"  # the first solution cell: where a cheater puts the attack
 
+SAY = '''
+def _say(*words):  # prints "RESULT ...": the word RESULT is not in any source, only in outputs
+    print("".join(reversed("TLUSER")), *words)
+'''
 NOOP_HELPERS = '''
 import ptlab.checks as _checks
 import torch.testing
@@ -47,7 +51,7 @@ for _path in glob.glob("../../../**/solutions/00_orientation/00_orientation.ipyn
     for _cell in json.load(open(_path))["cells"]:
         if "BEGIN SOLUTION" in "".join(_cell["source"]):
             exec("".join(_cell["source"]), globals())
-    print("found the solutions at", _path)
+    _say("found the solutions at", _path)
     break
 '''
 READ_GRADEBOOK = '''
@@ -56,36 +60,36 @@ for _db in glob.glob("../../../**/*.db", recursive=True) + glob.glob("../*.db"):
     for (_source,) in sqlite3.connect(_db).execute("select source from source_cell"):
         if "def " in _source:
             exec(_source, globals())
-    print("read the gradebook at", _db)
+    _say("read the gradebook at", _db)
 '''
 WRITE_EVERYWHERE = '''
 import glob, sqlite3
 for _target in glob.glob("../../../**/*.db", recursive=True):
     try:
         sqlite3.connect(_target).execute("update grade set manual_score = 100").connection.commit()
-        print("WROTE GRADEBOOK", _target)
+        _say("wrote the gradebook", _target)
     except Exception as err:
-        print("gradebook write failed:", err)
+        _say("gradebook write failed:", err)
 for _target in glob.glob("../../../students/*/submitted/*/00_orientation/00_orientation.ipynb") + \\
         ["{root}/solutions/00_orientation/00_orientation.ipynb"]:
     try:
         open(_target, "w").write("{{}}")
-        print("WROTE", _target)
+        _say("wrote", _target)
     except Exception as err:
-        print("write failed:", err)
+        _say("write failed:", err)
 try:
     open("{root}/solutions/00_orientation/pwned.txt", "w").write("x")
-    print("WROTE SOLUTIONS")
+    _say("wrote into solutions")
 except Exception as err:
-    print("write to solutions failed:", err)
+    _say("write to solutions failed:", err)
 '''
 NETWORK = '''
 import socket
 try:
     socket.create_connection(("1.1.1.1", 80), timeout=5)
-    print("NETWORK: connected")
+    _say("network connected")
 except OSError as err:
-    print("NETWORK: blocked,", err)
+    _say("network blocked,", err)
 '''
 FORK_BOMB = '''
 import os, time
@@ -98,7 +102,7 @@ for _ in range(10000):
                 except OSError:
                     time.sleep(1)
     except OSError as err:
-        print("FORK: stopped,", err)
+        _say("fork stopped,", err)
         break
 '''
 FILL_DISK = '''
@@ -109,7 +113,7 @@ for _folder in (".", "/tmp"):
                 for _ in range(300):
                     _f.write(bytes(2**20))
         except OSError as err:
-            print("FILL:", _folder, err)
+            _say("fill stopped", _folder, err)
             break
 '''
 LEAK_TESTS = '''
@@ -132,7 +136,7 @@ def _attack(base: Path, top: str, body: str = "", every_exercise: bool = False):
     """`base`'s notebook with `top` before the first solution cell's code and `body` as the first line
     of the first (or every) exercise function."""
     nb = _notebook(base)
-    _cell(nb, FIRST).source = top.format(root=ROOT) + "\n" + _cell(nb, FIRST).source
+    _cell(nb, FIRST).source = SAY + top.format(root=ROOT) + "\n" + _cell(nb, FIRST).source
     for cell in nb.cells:
         if body and cell.metadata.get("nbgrader", {}).get("solution") and (every_exercise or cell is _cell(nb, FIRST)):
             for marker in ("### BEGIN SOLUTION\n", "# YOUR CODE HERE\n"):  # solution / release
@@ -216,14 +220,14 @@ def _feedback(graded, student) -> str:
 
 
 def test_the_sandbox_hides_the_solutions_and_the_gradebook(graded):
-    assert "found the solutions" not in _feedback(graded, "a3_exec_solution")
-    assert "read the gradebook" not in _feedback(graded, "a4_read_gradebook")
+    assert "RESULT found the solutions" not in _feedback(graded, "a3_exec_solution")
+    assert "RESULT read the gradebook" not in _feedback(graded, "a4_read_gradebook")
 
 
 def test_writes_outside_the_notebook_folder_fail(graded):
     _, out, before = graded
     html = _feedback(graded, "a5_write_everywhere")
-    assert "WROTE" not in html and "write to solutions failed" in html
+    assert "RESULT wrote" not in html and "RESULT write to solutions failed" in html
     assert _tree_hash(SOLUTIONS) == before, "a student changed the course's solutions/"
     rows = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     assert float(rows["carol_untouched"]["total"]) == 0 and float(rows["alice_correct"]["total"]) == 10
@@ -231,19 +235,19 @@ def test_writes_outside_the_notebook_folder_fail(graded):
 
 def test_no_network_inside_the_sandbox(graded):
     html = _feedback(graded, "a6_network")
-    assert "NETWORK: blocked" in html and "Network is unreachable" in html
+    assert "RESULT network blocked" in html and "Network is unreachable" in html
 
 
 def test_a_fork_bomb_hits_the_process_limit(graded):
     r = graded[0]["a7_fork_bomb"]
     assert "timed out" not in r.status
     if r.feedback is not None:
-        assert "FORK: stopped" in Path(r.feedback).read_text()
+        assert "RESULT fork stopped" in Path(r.feedback).read_text()
 
 
 def test_filling_the_disk_hits_the_limits(graded):
     html = _feedback(graded, "a8_fill_disk")
-    assert "File too large" in html or "No space left" in html
+    assert "RESULT fill stopped" in html and ("File too large" in html or "No space left" in html)
 
 
 def test_hidden_tests_printed_by_a_student_never_reach_the_feedback(graded):
