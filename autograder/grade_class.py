@@ -179,7 +179,7 @@ def _prepare(notebook: Path, lab: str, target: Path):
     tests = integrity.test_ids(source)
     findings = scan.scan_notebook(submitted, scan.course_cells(source))
     prepared, tokens = integrity.inject(submitted, tests, integrity.used_names(source))
-    target.parent.mkdir(parents=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(prepared, target)
     return source, submitted, tests, findings, tokens
 
@@ -206,13 +206,58 @@ def _review(path: Path, source, submitted, tests, findings, tokens) -> tuple[lis
     return flags, zeroed
 
 
+def _run_app(app_class, argv: list[str]) -> int:
+    """Run an nbgrader app in this process; its exit code (nbgrader exits 1 when a notebook failed)."""
+    try:
+        app = app_class()
+        app.initialize(argv)
+        app.start()
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
+    return 0
+
+
+def run_job(job_path: Path) -> int:
+    """One student, in one process (`python -m autograder.grade_class --job JOB`): scan and prepare the
+    notebook, autograde it, review the integrity checks, record withheld points, write the feedback.
+
+    A single nbgrader import serves both autograde and feedback; `JOB/../result.json` gets the review.
+    """
+    import json
+
+    from nbgrader.apps.autogradeapp import AutogradeApp
+    from nbgrader.apps.generatefeedbackapp import GenerateFeedbackApp
+
+    job = json.loads(Path(job_path).read_text())
+    root, lab, student = Path(job["root"]), job["lab"], job["student"]
+    db = root / "gradebook.db"
+    course = [f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url=sqlite:///{db}"]
+    prepared = _prepare(Path(job["notebook"]), lab, root / "submitted" / student / lab / f"{lab}.ipynb")
+    code = _run_app(AutogradeApp, [lab, "--student", student, "--force", *course, *job["extra_args"]])
+    if code != 0:
+        return code
+    autograded = root / "autograded" / student / lab / f"{lab}.ipynb"
+    flags, zeroed = _review(autograded, *prepared)
+    withheld = {}
+    if flags:
+        graded = read_grades(db, lab, student)
+        withheld = {gid: graded[0].get(gid, 0.0) for gid in zeroed} if graded else {}
+        _set_scores(db, lab, student, zeroed)
+    (root / "result.json").write_text(json.dumps({"flags": flags, "zeroed": zeroed, "withheld": withheld}))
+    return _run_app(GenerateFeedbackApp, [lab, "--student", student, "--force", *course])
+
+
 def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, scratch: Path,
               cell_timeout: int, timeout: float, mem_bytes: int, max_scores: dict[str, float],
               threads: int = 1, sandboxed: bool = True, index: int = 0) -> Result:
     """Autograde one student in a private course root, with `threads` CPU threads; never raises.
 
-    With `sandboxed`, the kernel runs in autograder/sandbox.py's bubblewrap sandbox as uid 61000+index.
+    The grading runs in its own process (`run_job`), in its own process group, under a memory cap and
+    a wall-clock limit. With `sandboxed`, the kernel runs in autograder/sandbox.py's bubblewrap
+    sandbox as uid 61000+index.
     """
+    import json
+
     start = time.perf_counter()
     zero = dict.fromkeys(max_scores, 0.0)
     if notebook is None:
@@ -220,20 +265,20 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
     root = scratch / "students" / student
     try:
         shutil.copytree(SOLUTIONS / lab, root / "solutions" / lab)
-        target = root / "submitted" / student / lab / f"{lab}.ipynb"
-        prepared = _prepare(notebook, lab, target)
         db = root / "gradebook.db"
         shutil.copy(master_db, db)
-        cmd = [sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student, "--force",
-               f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url=sqlite:///{db}"]
         env = {**os.environ, **config_env(root), "PTLAB_CELL_TIMEOUT": str(cell_timeout),
                "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(threads)}
+        job = {"root": str(root), "lab": lab, "student": student, "notebook": str(notebook), "extra_args": []}
         if sandboxed:  # the kernel gets a copy of the student's own notebook, without the checks
             work = root / "work"
             work.mkdir()
             shutil.copy(notebook, work / f"{lab}.ipynb")
             env.update(sandbox.install(root, work, index, ROOT, mem_bytes))
-            cmd += sandbox.nbgrader_args(root)
+            job["extra_args"] = sandbox.nbgrader_args(root)
+        (root / "job.json").write_text(json.dumps(job))
+        cmd = [sys.executable, "-m", "autograder.grade_class", "--job", str(root / "job.json")]
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
         for _attempt in range(2):
             code, log = _run_isolated(cmd, root, timeout, mem_bytes, env)
             grades = read_grades(db, lab, student)
@@ -242,31 +287,24 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
             if code in (0, None) or grades is not None or _kernel_died(log):
                 break
         (root / "autograde.log").write_text(log)
+        review = json.loads((root / "result.json").read_text()) if (root / "result.json").exists() else None
         if code is None:
             status = f"timed out after {timeout:.0f} s"
-        elif grades is None or code != 0:
+        elif grades is None or review is None:
             reason = "the kernel died (crash, os.kill or out of memory)" if _kernel_died(log) else f"grader exited {code}"
             status = f"not graded: {reason}"
         else:
             status = "graded"
-        if status != "graded" or grades is None:
+        if status != "graded" or grades is None or review is None:
             return Result(student, status, zero, dict(max_scores), time.perf_counter() - start)
         scores, maxima = grades
-        autograded = root / "autograded" / student / lab / f"{lab}.ipynb"
-        flags, zeroed = _review(autograded, *prepared)
-        if flags:
-            before = sum(scores.values())
-            for gid in zeroed:
-                scores[gid] = 0.0
-            _set_scores(db, lab, student, zeroed)
-            status = (f"graded; flagged for review: {' | '.join(flags)}; scored 0 pending review: "
-                      f"{', '.join(zeroed) or 'nothing'} (total before review {before:g})")
-        errors = _errors_outside_tests(autograded)
-        feedback = None
-        fb = nbgrader(["generate_feedback", lab, "--student", student, "--force"], root, db, timeout=300)
+        if review["flags"]:
+            before = sum(scores.values()) + sum(review.get("withheld", {}).values())
+            status = (f"graded; flagged for review: {' | '.join(review['flags'])}; scored 0 pending review: "
+                      f"{', '.join(review['zeroed']) or 'nothing'} (total before review {before:g})")
+        errors = _errors_outside_tests(root / "autograded" / student / lab / f"{lab}.ipynb")
         html = root / "feedback" / student / lab / f"{lab}.html"
-        if fb.returncode == 0 and html.exists():
-            feedback = html
+        feedback = html if code == 0 and html.exists() else None
         return Result(student, status, scores, maxima, time.perf_counter() - start, feedback, errors)
     except Exception as err:  # noqa: BLE001 - one student's failure must not stop the class
         return Result(student, f"not graded: {type(err).__name__}: {err}", zero, dict(max_scores),
@@ -343,6 +381,9 @@ def grade_class(submissions: Path, lab: str, out: Path, workers: int | None = No
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--job"]:  # internal: one student, in the process grade_one starts
+        sys.exit(run_job(Path(argv[1])))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submissions", type=Path, help="folder (or .zip) with one sub-folder per student")
     parser.add_argument("lab", help=f"lab name, one of {lab_names()}")
