@@ -148,9 +148,10 @@ def launch(config_path: str, connection_file: str) -> None:
     shutil.copy(connection_file, conn)
     if os.geteuid() == 0:
         os.chown(conn, config["uid"], config["uid"])
-    mem = config["mem_bytes"]
-    for limit, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_FSIZE, FILE_BYTES),
-                         (resource.RLIMIT_NPROC, MAX_PROCESSES), (resource.RLIMIT_CORE, 0)):
+    limits = [(resource.RLIMIT_AS, config["mem_bytes"]), (resource.RLIMIT_FSIZE, FILE_BYTES), (resource.RLIMIT_CORE, 0)]
+    if os.geteuid() == 0:  # the kernel gets its own uid; as another user NPROC would count all of theirs
+        limits.append((resource.RLIMIT_NPROC, MAX_PROCESSES))
+    for limit, value in limits:
         resource.setrlimit(limit, (value, value))
     argv = bwrap_argv(config, str(conn))
     os.execvpe(argv[0], argv, sandbox_env(dict(os.environ)))
