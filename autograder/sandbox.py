@@ -41,7 +41,7 @@ def unavailable() -> str | None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bubblewrap (`bwrap`) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
-    if os.geteuid() != 0 and shutil.which("setpriv") is None:
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
         return "`setpriv` (util-linux) is missing"
     probe = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-net", "--unshare-pid",
              "--die-with-parent", "true"]
@@ -57,20 +57,25 @@ def unavailable() -> str | None:
 
 
 def readonly_paths(repo: Path) -> list[str]:
-    """Folders the kernel needs read-only: Python, the venv, and sys.path entries outside `repo`."""
-    candidates = [sys.base_prefix, sys.prefix, *sys.path]
+    """Folders the kernel needs read-only: Python, the venv, and the sys.path entries it may see.
+
+    Never the repository root nor a folder above it; inside the repository only `utils/` (ptlab) and
+    the Python prefixes (a `.venv` there); never a folder holding `solutions/` or `autograder/`.
+    """
     repo = repo.resolve()
-    keep: list[str] = []
-    for entry in candidates:
+    prefixes = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
+    keep: list[Path] = []
+    for entry in [*prefixes, *sys.path]:
         if not entry or not Path(entry).is_dir():
             continue
         path = Path(entry).resolve()
-        # Never the repository root (solutions/, autograder/) nor a folder above it.
-        if path == repo or repo.is_relative_to(path) or (path.is_relative_to(repo) and path.parts[len(repo.parts)] != "utils"):
+        if path == repo or repo.is_relative_to(path) or (path / "solutions").is_dir() or (path / "autograder").is_dir():
+            continue
+        if path.is_relative_to(repo) and path not in prefixes and path.parts[len(repo.parts)] != "utils":
             continue
         if not any(path.is_relative_to(k) for k in keep):
-            keep = [k for k in keep if not Path(k).is_relative_to(path)] + [str(path)]
-    return keep
+            keep = [k for k in keep if not k.is_relative_to(path)] + [path]
+    return [str(k) for k in keep]
 
 
 def install(root: Path, work: Path, index: int, repo: Path, mem_bytes: int) -> dict[str, str]:
@@ -105,8 +110,8 @@ def nbgrader_args(root: Path) -> list[str]:
             f"--KernelManager.ip={root / 'ipc' / 'kernel'}"]
 
 
-def bwrap_argv(config: dict, connection_file: str) -> list[str]:
-    """The bwrap command line that runs ipykernel for `config` (see the module docstring)."""
+def bwrap_argv(config: dict, command: list[str]) -> list[str]:
+    """The bwrap command line that runs `command` (ipykernel) for `config` (see the module docstring)."""
     work, ipc = config["work"], config["ipc"]
     argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
@@ -130,7 +135,7 @@ def bwrap_argv(config: dict, connection_file: str) -> list[str]:
     if os.geteuid() == 0:  # drop root: a dedicated uid, no capabilities, no way back
         argv += ["--", "setpriv", f"--reuid={config['uid']}", f"--regid={config['uid']}", "--clear-groups",
                  "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all"]
-    return [*argv, "--", config["python"], "-m", "ipykernel_launcher", "-f", connection_file]
+    return [*argv, "--", *command]
 
 
 def sandbox_env(environ: dict[str, str]) -> dict[str, str]:
@@ -153,7 +158,7 @@ def launch(config_path: str, connection_file: str) -> None:
         limits.append((resource.RLIMIT_NPROC, MAX_PROCESSES))
     for limit, value in limits:
         resource.setrlimit(limit, (value, value))
-    argv = bwrap_argv(config, str(conn))
+    argv = bwrap_argv(config, [config["python"], "-m", "ipykernel_launcher", "-f", str(conn)])
     os.execvpe(argv[0], argv, sandbox_env(dict(os.environ)))
 
 

@@ -256,6 +256,49 @@ def test_hidden_tests_printed_by_a_student_never_reach_the_feedback(graded):
     assert "BEGIN HIDDEN TESTS" not in html and "F.softmax(z[:, -1] / tau, -1)" not in html
 
 
+# The sandbox alone (fast): one Python process in the sandbox reports what it can reach.
+
+SANDBOX_PROBE = '''
+import errno, json, os, socket, sys
+found = {"uid": os.getuid(), "own_file": open("mine.txt").read(), "solutions": os.path.exists(sys.argv[1]),
+         "student_root": os.path.exists(sys.argv[2]), "pids": len([p for p in os.listdir("/proc") if p.isdigit()])}
+open("new.txt", "w").write("x")
+open("/tmp/x", "w").write("x")
+try:
+    socket.create_connection(("1.1.1.1", 80), timeout=5)
+    found["network"] = "connected"
+except OSError as err:
+    found["network"] = errno.errorcode.get(err.errno, str(err))
+import ptlab.checks  # the read-only packages (torch) and ptlab work
+print(json.dumps(found))
+'''
+
+
+def test_the_sandbox_shows_only_the_students_folder_and_no_network(tmp_path):
+    import json
+    import os
+    import subprocess
+
+    if sandbox.unavailable():
+        pytest.skip(f"sandbox unavailable: {sandbox.unavailable()}")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mine.txt").write_text("mine")
+    (tmp_path / "gradebook.db").write_text("secret")
+    sandbox.install(tmp_path, work, 99, ROOT, 4 * 2**30)
+    config = json.loads((tmp_path / "sandbox.json").read_text())
+    command = [config["python"], "-c", SANDBOX_PROBE, str(SOLUTIONS), str(tmp_path / "gradebook.db")]
+    run = subprocess.run(sandbox.bwrap_argv(config, command), capture_output=True, text=True, timeout=300,
+                         env=sandbox.sandbox_env(dict(os.environ)))
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["own_file"] == "mine" and not found["solutions"] and not found["student_root"]
+    assert found["network"] == "ENETUNREACH"
+    assert found["pids"] <= 3, "other processes are visible"
+    if os.geteuid() == 0:
+        assert found["uid"] == sandbox.UID_BASE + 99
+
+
 # The static scan alone (fast).
 
 @pytest.mark.parametrize("lab", lab_names())
