@@ -23,7 +23,7 @@ LAB = "00_orientation"
 FIRST = "ex_next_token_probs"  # the first solution cell: where a cheater puts the attack
 
 SAY = '''
-def _say(*words):  # prints "RESULT ...": the word RESULT is not in any source, only in outputs
+def _say(*words):  # the marker it prints is spelled backwards here, so it appears in outputs only
     print("".join(reversed("TLUSER")), *words)
 '''
 NOOP_HELPERS = '''
@@ -113,8 +113,7 @@ for _folder in (".", "/tmp"):
                 for _ in range(300):
                     _f.write(bytes(2**20))
         except OSError as err:
-            _say("fill stopped", _folder, err)
-            break
+            _say("fill stopped", _folder, _i, err)  # the next file tries again, until the folder is full
 '''
 LEAK_TESTS = '''
 import inspect
@@ -136,7 +135,8 @@ def _attack(base: Path, top: str, body: str = "", every_exercise: bool = False):
     """`base`'s notebook with `top` before the first solution cell's code and `body` as the first line
     of the first (or every) exercise function."""
     nb = _notebook(base)
-    _cell(nb, FIRST).source = SAY + top.format(root=ROOT) + "\n" + _cell(nb, FIRST).source
+    top = top.format(root=ROOT) if "{root}" in top else top
+    _cell(nb, FIRST).source = SAY + top + "\n" + _cell(nb, FIRST).source
     for cell in nb.cells:
         if body and cell.metadata.get("nbgrader", {}).get("solution") and (every_exercise or cell is _cell(nb, FIRST)):
             for marker in ("### BEGIN SOLUTION\n", "# YOUR CODE HERE\n"):  # solution / release
