@@ -186,9 +186,8 @@ def graded(tmp_path_factory):
     return {r.student: r for r in results}, out, before
 
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 @pytest.mark.parametrize("student", list(HONEST))
 def test_honest_students_keep_their_marks(graded, student):
     r = graded[0][student]
@@ -196,18 +195,21 @@ def test_honest_students_keep_their_marks(graded, student):
     assert r.total == HONEST[student][1], f"{student}: {r.scores}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", list(ATTACKS))
 def test_each_attack_scores_zero_or_is_flagged(graded, student):
     r = graded[0][student]
     assert r.total == 0 or "flagged for review" in r.status, f"{student}: {r.total} ({r.status})"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", ["a1_noop_helpers", "a2_noop_base64", "a3_exec_solution", "a4_read_gradebook"])
 def test_attacks_on_grading_score_zero(graded, student):
     r = graded[0][student]
     assert r.total == 0, f"{student}: {r.scores} ({r.status})"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", ["a1_noop_helpers", "a2_noop_base64"])
 def test_replaced_helpers_are_caught_by_the_integrity_checks(graded, student):
     assert "integrity: AssertionError: test helpers were replaced" in graded[0][student].status
@@ -219,11 +221,13 @@ def _feedback(graded, student) -> str:
     return Path(r.feedback).read_text()
 
 
+@pytest.mark.slow
 def test_the_sandbox_hides_the_solutions_and_the_gradebook(graded):
     assert "RESULT found the solutions" not in _feedback(graded, "a3_exec_solution")
     assert "RESULT read the gradebook" not in _feedback(graded, "a4_read_gradebook")
 
 
+@pytest.mark.slow
 def test_writes_outside_the_notebook_folder_fail(graded):
     _, out, before = graded
     html = _feedback(graded, "a5_write_everywhere")
@@ -233,11 +237,13 @@ def test_writes_outside_the_notebook_folder_fail(graded):
     assert float(rows["carol_untouched"]["total"]) == 0 and float(rows["alice_correct"]["total"]) == 10
 
 
+@pytest.mark.slow
 def test_no_network_inside_the_sandbox(graded):
     html = _feedback(graded, "a6_network")
     assert "RESULT network blocked" in html and "Network is unreachable" in html
 
 
+@pytest.mark.slow
 def test_a_fork_bomb_hits_the_process_limit(graded):
     r = graded[0]["a7_fork_bomb"]
     assert "timed out" not in r.status
@@ -245,11 +251,13 @@ def test_a_fork_bomb_hits_the_process_limit(graded):
         assert "RESULT fork stopped" in Path(r.feedback).read_text()
 
 
+@pytest.mark.slow
 def test_filling_the_disk_hits_the_limits(graded):
     html = _feedback(graded, "a8_fill_disk")
     assert "RESULT fill stopped" in html and ("File too large" in html or "No space left" in html)
 
 
+@pytest.mark.slow
 def test_hidden_tests_printed_by_a_student_never_reach_the_feedback(graded):
     html = _feedback(graded, "a9_print_hidden_tests")
     assert "a line of a hidden test was removed" in html
