@@ -7,8 +7,12 @@ SUBMISSIONS is a folder (or a .zip of one) with one sub-folder per student, each
 Writes `DIR/grades.csv` (one row per student, one column per graded cell, totals, status) and
 `DIR/feedback/STUDENT.html` (per-cell results, hidden tests removed).
 
-Isolation: every student is graded in a scratch course root with its own copy of the gradebook, by its
-own nbgrader process in its own process group, under a memory limit (RLIMIT_AS) and a wall-clock limit.
+Isolation: every student is graded in a scratch course root with its own copy of the gradebook, in a
+sandboxed kernel (autograder/sandbox.py; `--unsafe` grades without it where bubblewrap cannot run),
+after a static scan (autograder/scan.py) and with integrity checks around every test cell
+(autograder/integrity.py). Each worker thread drives one long-lived grading process (nbgrader imported
+once) in its own process group, under a memory limit (RLIMIT_AS); a student who runs past the wall-clock
+limit costs that process, which is killed and replaced.
 A hang costs only that cell (nbgrader interrupts it after the per-cell timeout); a kernel that dies, a
 memory blow-up or a grader crash costs only that student, who gets 0 with the reason in `status`;
 edited or deleted test cells are restored from the gradebook before running.
@@ -17,15 +21,18 @@ edited or deleted test cells are restored from the gradebook before running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -98,17 +105,76 @@ def _limits(mem_bytes: int):
     return apply
 
 
-def _run_isolated(cmd: list[str], root: Path, timeout: float, mem_bytes: int, env: dict[str, str]) -> tuple[int | None, str]:
-    """Run `cmd` in its own process group with a memory cap; kill the whole group on timeout."""
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, preexec_fn=_limits(mem_bytes))
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, out
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        return None, out
+class Worker:
+    """A long-lived grading process (`python -m autograder.grade_class --worker`) in its own process
+    group, under a memory cap: it imports nbgrader once and grades one student per job it reads.
+
+    A job that runs past its time limit, or a process that dies, costs that student only: the process
+    group is killed and the next job starts a fresh process.
+    """
+
+    def __init__(self, mem_bytes: int, env: dict[str, str]) -> None:
+        self.mem_bytes, self.env = mem_bytes, env
+        self.proc: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "autograder.grade_class", "--worker"]
+        return subprocess.Popen(cmd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                start_new_session=True, preexec_fn=_limits(self.mem_bytes))
+
+    def run(self, job: Path, timeout: float) -> int | None:
+        """The job's exit code (non-zero: nbgrader failed), or None when it ran past `timeout`."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = self._start()
+        self.proc.stdin.write(f"{job}\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else None
+        if not line:  # timed out, or the process died under this job
+            self.close(kill=True)
+            return None if not ready else -1
+        return int(line)
+
+    def close(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if not kill:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                kill = True
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+def serve() -> None:
+    """The worker's loop: a job path per line on stdin, its exit code per line on stdout; everything
+    else the job prints (nbgrader's log, the kernel's stderr) goes to `JOB/../autograde.log`."""
+    import json
+
+    answer = os.fdopen(os.dup(1), "w")
+    for line in sys.stdin:
+        job = Path(line.strip())
+        log = os.open(job.parent / "autograde.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.environ.update(json.loads(job.read_text())["env"])
+        try:
+            code = run_job(job)
+        except Exception:  # noqa: BLE001 - reported as this student's failure; the worker goes on
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        answer.write(f"{code}\n")
+        answer.flush()
 
 
 def read_grades(db: Path, lab: str, student: str) -> tuple[dict[str, float], dict[str, float]] | None:
@@ -218,7 +284,7 @@ def _run_app(app_class, argv: list[str]) -> int:
 
 
 def run_job(job_path: Path) -> int:
-    """One student, in one process (`python -m autograder.grade_class --job JOB`): scan and prepare the
+    """One student, in a grading process (`Worker`): scan and prepare the
     notebook, autograde it, review the integrity checks, record withheld points, write the feedback.
 
     A single nbgrader import serves both autograde and feedback; `JOB/../result.json` gets the review.
@@ -247,14 +313,22 @@ def run_job(job_path: Path) -> int:
     return _run_app(GenerateFeedbackApp, [lab, "--student", student, "--force", *course])
 
 
+def worker_env(cell_timeout: int, threads: int) -> dict[str, str]:
+    """The environment of a grading process (nbgrader config, cell timeout, threads, this autograder)."""
+    env = {**os.environ, **config_env(ROOT), "PTLAB_CELL_TIMEOUT": str(cell_timeout), "PYTHONUNBUFFERED": "1",
+           "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(threads)}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, scratch: Path,
               cell_timeout: int, timeout: float, mem_bytes: int, max_scores: dict[str, float],
-              threads: int = 1, sandboxed: bool = True, index: int = 0) -> Result:
+              threads: int = 1, sandboxed: bool = True, index: int = 0, worker: Worker | None = None) -> Result:
     """Autograde one student in a private course root, with `threads` CPU threads; never raises.
 
-    The grading runs in its own process (`run_job`), in its own process group, under a memory cap and
-    a wall-clock limit. With `sandboxed`, the kernel runs in autograder/sandbox.py's bubblewrap
-    sandbox as uid 61000+index.
+    The grading runs in `worker` (a fresh one if None): `run_job` in a separate process under a memory
+    cap and the wall-clock limit `timeout`. With `sandboxed`, the kernel runs in
+    autograder/sandbox.py's bubblewrap sandbox as uid 61000+index.
     """
     import json
 
@@ -263,12 +337,14 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
     if notebook is None:
         return Result(student, f"no {lab}.ipynb found", zero, dict(max_scores))
     root = scratch / "students" / student
+    own_worker = worker is None
+    worker = worker or Worker(mem_bytes, worker_env(cell_timeout, threads))
     try:
         shutil.copytree(SOLUTIONS / lab, root / "solutions" / lab)
         db = root / "gradebook.db"
         shutil.copy(master_db, db)
-        env = {**os.environ, **config_env(root), "PTLAB_CELL_TIMEOUT": str(cell_timeout),
-               "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(threads)}
+        env = {"PTLAB_COURSE_ROOT": str(root), "JUPYTER_PATH": str(root / "jupyter"),
+               "JUPYTER_RUNTIME_DIR": str(root / "runtime")}
         job = {"root": str(root), "lab": lab, "student": student, "notebook": str(notebook), "extra_args": []}
         if sandboxed:  # the kernel gets a copy of the student's own notebook, without the checks
             work = root / "work"
@@ -276,17 +352,15 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
             shutil.copy(notebook, work / f"{lab}.ipynb")
             env.update(sandbox.install(root, work, index, ROOT, mem_bytes))
             job["extra_args"] = sandbox.nbgrader_args(root)
-        (root / "job.json").write_text(json.dumps(job))
-        cmd = [sys.executable, "-m", "autograder.grade_class", "--job", str(root / "job.json")]
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        (root / "job.json").write_text(json.dumps({**job, "env": env}))
         for _attempt in range(2):
-            code, log = _run_isolated(cmd, root, timeout, mem_bytes, env)
+            code = worker.run(root / "job.json", timeout)
+            log = (root / "autograde.log").read_text() if (root / "autograde.log").exists() else ""
             grades = read_grades(db, lab, student)
             # Retry once when the grader itself failed to start a kernel (two kernels starting at the
             # same moment can race for a TCP port); never for a timeout or a kernel the student killed.
             if code in (0, None) or grades is not None or _kernel_died(log):
                 break
-        (root / "autograde.log").write_text(log)
         review = json.loads((root / "result.json").read_text()) if (root / "result.json").exists() else None
         if code is None:
             status = f"timed out after {timeout:.0f} s"
@@ -309,6 +383,9 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
     except Exception as err:  # noqa: BLE001 - one student's failure must not stop the class
         return Result(student, f"not graded: {type(err).__name__}: {err}", zero, dict(max_scores),
                       time.perf_counter() - start)
+    finally:
+        if own_worker:
+            worker.close()
 
 
 def source_max_scores(lab: str) -> dict[str, float]:
@@ -359,11 +436,22 @@ def grade_class(submissions: Path, lab: str, out: Path, workers: int | None = No
         master_db = prepare_gradebook(lab, scratch)
         max_scores = source_max_scores(lab)
         start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(
-                lambda item: grade_one(item[1][0], item[1][1], lab, master_db, scratch, cell_timeout, timeout,
-                                       int(mem_gib * 2**30), max_scores, threads, not unsafe, item[0]),
-                enumerate(found.items())))
+        local, started = threading.local(), []  # one long-lived grading process per worker thread
+
+        def grade(item: tuple[int, tuple[str, Path | None]]) -> Result:
+            if not hasattr(local, "worker"):
+                local.worker = Worker(int(mem_gib * 2**30), worker_env(cell_timeout, threads))
+                started.append(local.worker)
+            index, (student, notebook) = item
+            return grade_one(student, notebook, lab, master_db, scratch, cell_timeout, timeout,
+                             int(mem_gib * 2**30), max_scores, threads, not unsafe, index, local.worker)
+
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(grade, enumerate(found.items())))
+        finally:
+            for worker in started:
+                worker.close()
         elapsed = time.perf_counter() - start
         out = Path(out)
         write_csv(results, list(max_scores), out / "grades.csv")
@@ -382,8 +470,8 @@ def grade_class(submissions: Path, lab: str, out: Path, workers: int | None = No
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--job"]:  # internal: one student, in the process grade_one starts
-        sys.exit(run_job(Path(argv[1])))
+    if argv[:1] == ["--worker"]:  # internal: the grading process of one worker thread
+        return serve()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submissions", type=Path, help="folder (or .zip) with one sub-folder per student")
     parser.add_argument("lab", help=f"lab name, one of {lab_names()}")
