@@ -70,6 +70,18 @@ def _leaves_folder(text: str) -> bool:
     return text.startswith(("/", "~")) and len(text) > 1 or ".." in parts or "**" in parts
 
 
+HARMLESS_MAGICS = {"pip", "matplotlib", "time", "timeit"}  # line magics an honest notebook uses
+
+
+def _harmless_magic(node: ast.Call) -> bool:
+    """`get_ipython().run_line_magic("pip", ...)`: what IPython makes of `%pip ...` (no network in the
+    sandbox anyway); shell escapes (`!cmd`) and other magics stay flagged."""
+    func = node.func
+    return (isinstance(func, ast.Attribute) and func.attr == "run_line_magic" and isinstance(func.value, ast.Call)
+            and isinstance(func.value.func, ast.Name) and func.value.func.id == "get_ipython" and bool(node.args)
+            and isinstance(node.args[0], ast.Constant) and node.args[0].value in HARMLESS_MAGICS)
+
+
 class _Scanner(ast.NodeVisitor):
     def __init__(self, modules: set[str] | None = None) -> None:
         self.modules = set(COURSE_MODULES) if modules is None else modules  # names bound to modules
@@ -131,6 +143,10 @@ class _Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
+        if _harmless_magic(node):  # `%pip install ...` in the course's setup cell, `%time`, ...
+            for arg in node.args[1:]:
+                self.visit(arg)
+            return
         name = node.func.id if isinstance(node.func, ast.Name) else None
         if name in ("setattr", "delattr") and node.args:
             first = node.args[0]  # setattr(layer, "child", ...) on a local object is ordinary code

@@ -310,9 +310,12 @@ def test_the_sandbox_shows_only_the_students_folder_and_no_network(tmp_path):
 # The static scan alone (fast).
 
 @pytest.mark.parametrize("lab", lab_names())
-def test_scan_flags_nothing_in_honest_solution_cells(lab):
+def test_scan_flags_nothing_in_honest_solution_notebooks(lab):
+    """As grading scans them: every cell but the course's own (the solution cells and anything added)."""
     nb = nbformat.read(SOLUTIONS / lab / f"{lab}.ipynb", as_version=4)
     assert scan.scan_notebook(nb, scan.course_cells(nb)) == []
+    solution_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert solution_cells and all(scan.scan_source(c.source) == [] for c in solution_cells)
 
 
 @pytest.mark.parametrize("code", [NOOP_HELPERS, _b64(NOOP_HELPERS), EXEC_SOLUTION, READ_GRADEBOOK, WRITE_EVERYWHERE,
@@ -332,6 +335,7 @@ def test_scan_flags_every_attack(code):
     "import ctypes",
     "open('../gradebook.db').read()",
     "!cat ../gradebook.db",
+    "%cd ..",
     "setattr(__import__('torch'), 'allclose', lambda *a, **k: True)",
     "t = torch.testing\nt.assert_close = None",
 ])
