@@ -8,7 +8,9 @@ Before a submission runs, the grader inserts (not visible to the student, never 
 - a check cell just before and just after each graded test cell: it compares the modules with that
   record, and the notebook's names `checks`, `torch`, `F` and any name of a `ptlab.checks` function
   with the originals, and prints a random per-cell token only when everything is intact.
-The grader then reads the outputs: a test cell whose check before or after did not print its token
+A changed function of torch, math or builtins passes only if its new code lives in an installed
+library (a library wrapping its own function, as torch._dynamo does on import); nothing may change
+in `ptlab.checks`. The grader then reads the outputs: a test cell whose check before or after did not print its token
 scores 0, and the submission is flagged with what was replaced. The check runs in the student's
 process, so code that rewrites the interpreter itself could fake it; such code needs the constructs
 the static scan (autograder/scan.py) flags, which is why the two go together.
@@ -50,6 +52,15 @@ def _ptlab_guard():
                 record[name] = ("value", repr(value))
         return record
 
+    import os
+    here = os.getcwd()
+    libraries = tuple(os.path.join(p, "") for p in sys.path
+                      if p and os.path.isabs(p) and not p.startswith(("/tmp", here)))
+
+    def library_made(value):  # a library wrapped its own function (torch._dynamo does): not the student
+        filename = getattr(getattr(value, "__code__", None), "co_filename", "")
+        return bool(filename) and filename.startswith(libraries)
+
     def current(namespace, name, kind):
         value = namespace.get(name, snapshot)
         return ("value", repr(value)) if kind == "value" else fingerprint(value)
@@ -66,7 +77,8 @@ def _ptlab_guard():
         spaces = {{**{{n: vars(m) for n, m in modules.items()}}, **{{n: dict(vars(c)) for n, c in classes.items()}}}}
         for owner, names in record.items():
             for name, before in names.items():
-                if current(spaces[owner], name, before[0]) != before:
+                if current(spaces[owner], name, before[0]) != before and (
+                        owner == "ptlab.checks" or before[0] == "value" or not library_made(spaces[owner].get(name))):
                     changed.append(f"{{owner}}.{{name}}")
         changed += [f"the notebook's {{n!r}}" for n, v in expected_names.items() if n in user_ns and user_ns[n] is not v]
         if changed:

@@ -112,7 +112,9 @@ class _Scanner(ast.NodeVisitor):
                 self._check_target(element, verb)
         elif isinstance(target, ast.Attribute):
             root = _root(target)
-            if not isinstance(root, ast.Name) or root.id in self.modules:
+            if target.attr.startswith("__"):
+                self.flag(target, f"{verb} the special attribute {target.attr!r}")
+            elif not isinstance(root, ast.Name) or root.id in self.modules:
                 name = root.id if isinstance(root, ast.Name) else "an expression"
                 self.flag(target, f"{verb} attribute {target.attr!r} of {name} (module or shared object)")
         elif isinstance(target, ast.Name) and target.id in ("__builtins__", "print", "type", "isinstance", "float",

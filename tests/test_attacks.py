@@ -329,6 +329,7 @@ def test_scan_flags_every_attack(code):
     "from ptlab import checks\nchecks.assert_equal = lambda *a: None",
     "import sys\nsys.modules['ptlab.checks'] = None",
     "f.__code__ = g.__code__",
+    "fake.__module__ = 'torch.testing'",
     "import builtins\nbuiltins.isinstance = lambda *a: True",
     "eval(s)",
     "import importlib",
