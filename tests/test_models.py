@@ -15,7 +15,10 @@ from ptlab.tinyworld import evaluate as ev
 
 N_FAST = 40
 FAST_BARS = {"icl_k0_max": 0.40, "icl_k8_min": 0.60, "cot_min": 0.50, "cot_gap_min": 0.20,
-             "chat_base_max": 0.30, "chat_sft_min": 0.70, "rm_min": 0.80}
+             "chat_base_max": 0.30, "chat_sft_min": 0.70, "sft_elaborate_min": 0.02,
+             "rm_min": 0.80, "rm_policy_min": 0.70, "rm_elaborate_min": 0.60, "best_of_16_gain_min": 0.0}
+# The sampled measures at a fast size: 20 held-out prompts x 16 samples of tiny-sft at temperature 1.
+FAST_PROMPTS, FAST_BEST_OF = 20, (1, 4, 16)
 
 
 @pytest.fixture(autouse=True)
@@ -96,6 +99,32 @@ def test_loaded_model_is_deterministic_and_batch_independent(base):
     assert torch.allclose(both[0, : one.shape[1]], one[0], atol=1e-4)
 
 
+# ---------------------------------------------------------------- generation in rounds
+
+
+def test_generation_in_rounds_equals_one_generate_call_per_prompt(sft):
+    from ptlab.tinyworld import SFT_TASKS, chat_dataset
+
+    model, tokenizer = sft
+    end = tokenizer.convert_tokens_to_ids("<|end|>")
+    prompts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+               for p in chat_dataset("test", n=12, tasks=SFT_TASKS, seed=5)["prompt_messages"]]
+    with torch.no_grad():
+        expected = []
+        for ids in prompts:  # no padding, no rounds: plain greedy generate, cut after <|end|>
+            new = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=30, do_sample=False,
+                                 eos_token_id=end, pad_token_id=tokenizer.pad_token_id)[0, len(ids):].tolist()
+            expected.append(new[: new.index(end) + 1] if end in new else new)
+    assert ev.greedy_generate(model, tokenizer, prompts, 30, stop_ids=[end], batch_size=5, round_tokens=3) == expected
+
+
+def test_sampled_replies_are_reproducible_from_the_seed(sft):
+    first = ev.policy_samples(*sft, 4, 6, seed=7)
+    assert first["replies"] == ev.policy_samples(*sft, 4, 6, seed=7)["replies"]
+    assert first["replies"] != ev.policy_samples(*sft, 4, 6, seed=8)["replies"]
+    assert [len(r) for r in first["replies"]] == [6] * 4
+
+
 # ---------------------------------------------------------------- fast evaluation
 
 
@@ -108,8 +137,17 @@ def _passes(r: dict) -> dict[str, bool]:
         ev.BARS.update(saved)
 
 
+def _passing(**measured) -> dict:
+    """A results dict that passes every bar, with the `measured` entries in place of the passing ones."""
+    r = {"icl": {0: 0.0, 8: 1.0}, "arithmetic": {"direct": 0.0, "steps": 1.0}, "chat_base": 0.0, "chat_sft": 1.0,
+         "sft_samples": {"elaborate": 1.0}, "rm": {"oracle": 1.0}, "rm_policy": {"correct_above_wrong": 1.0},
+         "rm_elaborate": {"prefers_elaborate": 1.0},
+         "best_of_n": {1: {"correct": 0.0, "filler": 0.0}, 16: {"correct": 1.0, "filler": 1.0}}}
+    return {**r, **measured}
+
+
 def _base_results(model, tokenizer, icl: dict, arithmetic: dict) -> dict:
-    return {"icl": icl, "arithmetic": arithmetic, "chat_base": 0.0, "chat_sft": 1.0, "rm": {"oracle": 1.0}}
+    return _passing(icl=icl, arithmetic=arithmetic)
 
 
 def test_base_shows_in_context_learning(base):
@@ -129,17 +167,45 @@ def test_base_shows_chain_of_thought(base):
 def test_sft_follows_instructions_and_base_does_not(base, sft):
     from ptlab.tinyworld import SFT_TASKS
 
-    base_em = ev.chat_exact_match(*base, N_FAST, SFT_TASKS)
-    sft_em = ev.chat_exact_match(*sft, N_FAST, SFT_TASKS)
-    assert base_em <= FAST_BARS["chat_base_max"], f"tiny-base exact match {base_em}"
-    assert sft_em >= FAST_BARS["chat_sft_min"], f"tiny-sft exact match {sft_em}"
+    base_em = ev.chat_exact_match(*base, N_FAST, SFT_TASKS, core=True)
+    sft_em = ev.chat_exact_match(*sft, N_FAST, SFT_TASKS, core=True)
+    assert _passes(_passing(chat_base=base_em, chat_sft=sft_em))["chat"], (base_em, sft_em)
 
 
-# The full bar (90% on 500 pairs) is not met: the shipped tiny-rm scores 87.6% (see its model card). This
-# fast check (80% on 40 pairs) still fails a randomly initialised reward model (test below).
 def test_reward_model_agrees_with_the_oracle():
     acc = ev.reward_accuracy(*load("tiny-rm"), N_FAST)
-    assert acc["oracle"] >= FAST_BARS["rm_min"], acc
+    assert _passes(_passing(rm=acc))["rm"], acc
+
+
+@pytest.fixture(scope="module")
+def policy(sft):
+    """tiny-sft's samples on FAST_PROMPTS held-out prompts, and the shipped tiny-rm's rewards of them."""
+    samples = ev.policy_samples(*sft, FAST_PROMPTS, max(FAST_BEST_OF))
+    ranking, scores = ev.policy_ranking(*load("tiny-rm"), samples)
+    return samples, ranking, scores
+
+
+def test_sft_samples_include_elaborate_replies(policy):
+    stats = ev.sample_stats(policy[0])
+    assert _passes(_passing(sft_samples=stats))["sampling"], stats
+
+
+def test_reward_model_ranks_the_policys_own_samples(policy):
+    _, ranking, _ = policy
+    assert ranking["pairs"] >= 20, ranking  # enough (correct, wrong) pairs for the share to mean something
+    assert _passes(_passing(rm_policy=ranking))["rm_policy"], ranking
+
+
+def test_reward_model_inherits_the_labellers_length_flaw():
+    flaw = ev.elaborate_preference(*load("tiny-rm"), N_FAST)
+    assert _passes(_passing(rm_elaborate=flaw))["rm_flaw"], flaw
+
+
+def test_best_of_16_by_the_reward_model_is_more_often_correct_and_more_padded(policy):
+    samples, _, scores = policy
+    curve = ev.best_of_n_curve(samples, scores, FAST_BEST_OF)
+    assert _passes(_passing(best_of_n=curve))["best_of_n"], curve
+    assert curve[16]["proxy"] > curve[4]["proxy"] > curve[1]["proxy"], curve  # max of more draws is larger
 
 
 def test_a_randomly_initialised_model_fails_the_fast_thresholds(base):
@@ -148,10 +214,9 @@ def test_a_randomly_initialised_model_fails_the_fast_thresholds(base):
     trained, tokenizer = base
     torch.manual_seed(0)
     random_model = LlamaForCausalLM(trained.config).eval()  # same shape and tokenizer, no training
-    r = {"icl": {0: 0.0, 8: ev.icl_accuracy(random_model, tokenizer, 8, N_FAST)},
-         "arithmetic": ev.arithmetic_accuracy(random_model, tokenizer, N_FAST),
-         "chat_base": 0.0, "chat_sft": ev.chat_exact_match(random_model, tokenizer, N_FAST, ["upper", "copy"]),
-         "rm": {"oracle": 1.0}}
+    r = _passing(icl={0: 0.0, 8: ev.icl_accuracy(random_model, tokenizer, 8, N_FAST)},
+                 arithmetic=ev.arithmetic_accuracy(random_model, tokenizer, N_FAST),
+                 chat_sft=ev.chat_exact_match(random_model, tokenizer, N_FAST, ["upper", "copy"], core=True))
     verdict = _passes(r)
     assert not verdict["icl"] and not verdict["cot"] and not verdict["chat"], r
 
@@ -164,3 +229,14 @@ def test_a_randomly_initialised_reward_model_fails_the_fast_threshold():
     random_model = LlamaForSequenceClassification(trained.config).eval()
     acc = ev.reward_accuracy(random_model, tokenizer, N_FAST)
     assert acc["oracle"] < FAST_BARS["rm_min"], acc
+
+
+def test_a_randomly_initialised_reward_model_fails_the_policy_bar(policy):
+    from transformers import LlamaForSequenceClassification
+
+    samples = policy[0]
+    trained, tokenizer = load("tiny-rm")
+    torch.manual_seed(0)
+    random_model = LlamaForSequenceClassification(trained.config).eval()
+    ranking, _ = ev.policy_ranking(random_model, tokenizer, samples)
+    assert not _passes(_passing(rm_policy=ranking))["rm_policy"], ranking

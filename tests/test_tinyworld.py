@@ -188,3 +188,40 @@ def test_each_pair_kind_changes_one_thing():
             assert (chosen == row["answer"]) != (rejected == row["answer"])
         else:  # the same right answer in two styles
             assert tw.reply_core(chosen) == tw.reply_core(rejected) == row["answer"]
+
+
+# ---------------------------------------------------------------- tiny-sft's replies and the labellers on samples
+
+
+def test_sft_replies_carry_fillers_in_the_stated_shares():
+    rng = random.Random(0)
+    replies = [tw.sft_reply(rng, "KES") for _ in range(20000)]
+    assert all(tw.reply_core(r) == "KES" for r in replies)  # a filler never changes the answer
+    for level, share in tw.SFT_FILLER_SHARES.items():
+        seen = sum(tw.filler_level(r) == level for r in replies) / len(replies)
+        assert abs(seen - share) < 0.01, (level, seen)  # 3.5 standard errors at 20,000 draws
+    assert len({r for r in replies if tw.filler_level(r) == tw.ELABORATE_LEVEL}) == len(tw.FILLERS[2])
+
+
+def test_filler_level_reads_back_every_filler_and_nothing_else():
+    for level, fillers in tw.FILLERS.items():
+        for filler in fillers:
+            assert tw.filler_level(filler + "KES") == level
+    assert tw.filler_level("KES") == tw.filler_level("Sure KES") == tw.filler_level("Great question KES") == 0
+
+
+def test_labellers_on_two_samples_follow_the_oracle_except_the_length_flaw():
+    prompt = [{"role": "user", "content": 'Write "kes" in capital letters.'}]
+    elaborate = tw.FILLERS[2][1] + "KES"
+    rng = random.Random(0)
+    draws = 4000
+    # correctness first: a wrong elaborate reply never beats a right bare one, in either order
+    assert all(tw.labeller_prefers_first(rng, prompt, "KES", tw.FILLERS[2][0] + "KEZ") for _ in range(200))
+    assert not any(tw.labeller_prefers_first(rng, prompt, "KEZ", "KES") for _ in range(200))
+    assert tw.labeller_prefers_first(rng, prompt, "KES", "Sure! KES")  # concise first, no flaw for polite
+    assert tw.labeller_prefers_first(rng, prompt, "KEZ", "Sure! KEZ")  # two wrong replies: the shorter
+    assert tw.labeller_prefers_first(rng, prompt, "KEZ", "KEZZ") is None  # the oracle ties: no label
+    flawed = sum(tw.labeller_prefers_first(rng, prompt, elaborate, "KES") for _ in range(draws)) / draws
+    assert abs(flawed - tw.LABELLER_LENGTH_BIAS) < 0.025  # 4.5 standard errors at 4,000 draws
+    swapped = sum(tw.labeller_prefers_first(rng, prompt, "Sure! KES", elaborate) for _ in range(draws)) / draws
+    assert abs(swapped - (1 - tw.LABELLER_LENGTH_BIAS)) < 0.025

@@ -1,8 +1,10 @@
 """Rebuild the shipped tiny checkpoints, deterministically from a seed, on a CPU.
 
     python -m ptlab.tinyworld.train base   # pretrain tiny-base on the world's corpus
-    python -m ptlab.tinyworld.train sft    # tiny-base -> tiny-sft on the chat data (SFT_TASKS only)
-    python -m ptlab.tinyworld.train rm     # tiny-sft -> tiny-rm on the labelled preference pairs
+    python -m ptlab.tinyworld.train sft    # tiny-base -> tiny-sft on the chat data (SFT_TASKS only, some
+                                           # replies behind a filler: SFT_FILLER_SHARES)
+    python -m ptlab.tinyworld.train rm --threads 2   # tiny-sft -> tiny-rm: samples tiny-sft, has the
+                                           # labellers compare its samples, adds world and slip pairs, trains
     python -m ptlab.tinyworld.evaluate --update-cards   # measure all three, write the model cards
 
 Each command shows a progress bar, appends a log to runs/<name>.log, and writes config.json,
@@ -15,6 +17,7 @@ Dimension letters: B batch, T tokens per row, V vocabulary, D hidden size.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
@@ -28,8 +31,17 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ptlab.models import CHECKPOINTS_DIR
+from ptlab.tinyworld.evaluate import chat_replies
 from ptlab.tinyworld.tokenizer import CharCodec, hf_tokenizer, save_tokenizer, vocab
-from ptlab.tinyworld.world import SFT_TASKS, chat_dataset, corpus_document, preference_dataset
+from ptlab.tinyworld.world import (
+    SFT_TASKS,
+    chat_dataset,
+    corpus_document,
+    labeller_prefers_first,
+    preference_dataset,
+    sft_reply,
+    slip_dataset,
+)
 
 RUNS_DIR = Path("runs")
 
@@ -66,8 +78,13 @@ class TrainConfig:
 
 DEFAULTS = {
     "base": TrainConfig("base", steps=2400, batch_size=8, lr=2e-3, warmup=100, save_every=600),
-    "sft": TrainConfig("sft", steps=300, batch_size=32, lr=5e-4, warmup=30),
-    "rm": TrainConfig("rm", steps=1500, batch_size=16, lr=3e-4, warmup=30, extra={"rows": 24000}),
+    "sft": TrainConfig("sft", steps=500, batch_size=32, lr=5e-4, warmup=30),
+    # tiny-rm: 16,000 world pairs, 6,000 slip pairs, and the labelled pairs of tiny-sft's own samples
+    # (8 per prompt at temperature 1, on 1,000 training prompts). 280 steps: what the shared machine left
+    # before a deadline; 1,000 or more was the plan.
+    "rm": TrainConfig("rm", steps=280, batch_size=16, lr=3e-4, warmup=30,
+                      extra={"rows": 16000, "slips": 6000, "policy_prompts": 1000, "policy_samples": 8,
+                             "temperature": 1.0}),
 }
 NAMES = {"base": "tiny-base", "sft": "tiny-sft", "rm": "tiny-rm"}
 
@@ -259,9 +276,10 @@ def shuffled_epochs(items: list, batch_size: int, rng: random.Random) -> Iterato
 
 
 def sft_batches(tokenizer, seed: int, batch_size: int, n_rows: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless shuffled epochs over chat_dataset("train", tasks=SFT_TASKS)."""
+    """Endless shuffled epochs over chat_dataset("train", tasks=SFT_TASKS), replies as `sft_reply` writes them."""
     data = chat_dataset("train", n=n_rows, tasks=SFT_TASKS, seed=seed)
-    encoded = [chat_ids(tokenizer, row["prompt_messages"], row["answer"]) for row in data]
+    filler_rng = random.Random(f"tinyworld:sft-filler:{seed}")  # some replies open with a filler
+    encoded = [chat_ids(tokenizer, row["prompt_messages"], sft_reply(filler_rng, row["answer"])) for row in data]
     for chunk in shuffled_epochs(encoded, batch_size, random.Random(f"tinyworld:sft-order:{seed}")):
         yield pad_batch([c[0] for c in chunk], [c[1] for c in chunk], tokenizer.pad_token_id)
 
@@ -284,13 +302,43 @@ def train_sft(cfg: TrainConfig, out: Path, base: Path) -> None:
 # Stage 3: reward model, pairwise loss
 
 
-def rm_batches(tokenizer, seed: int, batch_size: int, n_rows: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless batches of labelled pairs: rows 0..B-1 are the chosen replies, rows B..2B-1 the rejected."""
-    data = preference_dataset("train", n=n_rows, seed=seed)
+def policy_pairs(policy, tokenizer, n_prompts: int, samples: int, temperature: float, seed: int) -> list[dict]:
+    """Comparisons of the SFT policy's own samples, as InstructGPT collected them (Ouyang et al. 2022, sec. 3.4).
+
+    `samples` replies per training prompt, sampled from `policy` at `temperature`; the labellers
+    (`labeller_prefers_first`: the oracle, with the length flaw) compare every two distinct replies of a
+    prompt. Pairs the oracle scores alike (two equally long wrong replies) are dropped: nothing to learn.
+    Returns rows with prompt, chosen, rejected (the labellers' choice first).
+    """
+    torch.manual_seed(seed)  # the sampler draws from torch's global generator
+    prompts = chat_dataset("train", n=n_prompts, tasks=SFT_TASKS, seed=seed + 1)["prompt_messages"]
+    replies = chat_replies(policy, tokenizer, prompts, temperature=temperature, samples=samples)
+    rng = random.Random(f"tinyworld:rm-policy-labels:{seed}")
+    rows = []
+    for i, prompt in enumerate(prompts):
+        distinct = sorted(set(replies[i * samples : (i + 1) * samples]))  # sorted: independent of set order
+        for a, b in itertools.combinations(distinct, 2):
+            first = labeller_prefers_first(rng, prompt, a, b)
+            if first is not None:
+                rows.append({"prompt": prompt, "chosen": a if first else b, "rejected": b if first else a})
+    return rows
+
+
+def rm_batches(tokenizer, rows: list[dict], seed: int, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches of labelled pairs: rows 0..B-1 are the chosen replies, rows B..2B-1 the rejected.
+
+    Pairs are drawn 32 batches at a time, sorted by length and cut into batches served in random order: a
+    70-character filler then pads its own batch of alike lengths, not 31 others.
+    """
     pairs = [(chat_ids(tokenizer, r["prompt"], r["chosen"])[0], chat_ids(tokenizer, r["prompt"], r["rejected"])[0])
-             for r in data]
-    for chunk in shuffled_epochs(pairs, batch_size, random.Random(f"tinyworld:rm-order:{seed}")):
-        yield pad_batch([c[0] for c in chunk] + [c[1] for c in chunk], None, tokenizer.pad_token_id)
+             for r in rows]
+    rng = random.Random(f"tinyworld:rm-order:{seed}")
+    for window in shuffled_epochs(pairs, 32 * batch_size, rng):
+        window.sort(key=lambda pair: max(len(pair[0]), len(pair[1])))  # stable sort: deterministic
+        chunks = [window[i : i + batch_size] for i in range(0, len(window), batch_size)]
+        rng.shuffle(chunks)
+        for chunk in chunks:
+            yield pad_batch([c[0] for c in chunk] + [c[1] for c in chunk], None, tokenizer.pad_token_id)
 
 
 def pairwise_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -301,16 +349,30 @@ def pairwise_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def train_rm(cfg: TrainConfig, out: Path, sft: Path) -> None:
-    from transformers import LlamaForSequenceClassification
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
     _seed(cfg)
     tokenizer = hf_tokenizer()
+    world_rows = cfg.extra.get("rows", 6000)
+    n_prompts, samples, temperature = (cfg.extra.get(k, d) for k, d in
+                                       [("policy_prompts", 0), ("policy_samples", 8), ("temperature", 1.0)])
+    _log("tiny-rm", f"start from {sft}: {world_rows} world pairs, slips, the policy's samples on {n_prompts} prompts,"
+                    f" {cfg}")
+    rows = list(preference_dataset("train", n=world_rows, seed=cfg.seed))
+    n_slips = cfg.extra.get("slips", 0)
+    rows += list(slip_dataset("train", n=n_slips, seed=cfg.seed)) if n_slips else []
+    if n_prompts:
+        policy = LlamaForCausalLM.from_pretrained(str(sft)).eval()
+        start = time.time()
+        on_policy = policy_pairs(policy, tokenizer, n_prompts, samples, temperature, cfg.seed)
+        _log("tiny-rm", f"{len(on_policy)} labelled pairs of tiny-sft's own samples in {time.time() - start:.0f} s")
+        rows += on_policy
+        del policy
     model = LlamaForSequenceClassification.from_pretrained(str(sft), num_labels=1)
     torch.nn.init.zeros_(model.score.weight)  # start from reward 0 everywhere, so the first loss is log 2
     model.config.pad_token_id = tokenizer.pad_token_id
-    n_rows = cfg.extra.get("rows", 6000)
-    _log("tiny-rm", f"start from {sft}: {n_rows} labelled pairs, {cfg}")
-    facts = train_loop("tiny-rm", model, cfg, rm_batches(tokenizer, cfg.seed, cfg.batch_size, n_rows), pairwise_loss)
+    facts = train_loop("tiny-rm", model, cfg, rm_batches(tokenizer, rows, cfg.seed, cfg.batch_size), pairwise_loss)
+    facts["pairs"] = {"world": world_rows, "slips": n_slips, "policy": len(rows) - world_rows - n_slips}
     save(model, "tiny-rm", out, facts)
 
 

@@ -360,9 +360,87 @@ def wrong_answer(rng: random.Random, task: Task, word: str) -> str:
             return candidate
 
 
+def slipped_answer(rng: random.Random, answer: str) -> str:
+    """A slip like the ones tiny-sft makes when sampled: one letter dropped, added, changed or recased, or the
+    answer cut short. (Its real slips at temperature 1 look like "uluk", "ulike" or "Fagi" for "uluke",
+    "uluke" and "FAGI".)"""
+    while True:
+        i, letter = rng.randrange(len(answer)), rng.choice(CONSONANTS + VOWELS)
+        letter = letter.upper() if answer[i].isupper() else letter
+        kind = rng.randrange(5)
+        if kind == 0:
+            candidate = answer[:i] + answer[i + 1 :]
+        elif kind == 1:
+            candidate = answer[:i] + letter + answer[i:]
+        elif kind == 2:
+            candidate = answer[:i] + letter + answer[i + 1 :]
+        elif kind == 3:
+            candidate = answer[:i] + answer[i].swapcase() + answer[i + 1 :]
+        else:
+            candidate = answer[: rng.randrange(1, len(answer) + 1)]
+        if candidate and candidate != answer:
+            return candidate
+
+
+def slip_pair(rng: random.Random, split: str, tasks: Sequence[str]) -> dict:
+    """A correct reply and the same reply with a slip (`slipped_answer`), behind the same filler (drawn with
+    the shares of tiny-sft's replies). Labellers pick the correct one, like the oracle. Rows as
+    `preference_pair` gives (kind "slip")."""
+    example = chat_example(rng, TASKS[rng.choice(list(tasks))], split)
+    prompt, answer = example["prompt_messages"], example["answer"]
+    filler = sft_reply(rng, "")
+    chosen, rejected = filler + answer, filler + slipped_answer(rng, answer)
+    chosen_score, rejected_score = oracle_score(prompt, chosen), oracle_score(prompt, rejected)
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "label_agrees_with_oracle": True,
+            "chosen_oracle_score": chosen_score, "rejected_oracle_score": rejected_score, "kind": "slip",
+            "task": example["task"], "answer": answer}
+
+
 def styled(rng: random.Random, answer: str, level: int) -> str:
     """`answer` behind a random filler of `level` (0: bare, 1: polite, 2: elaborate)."""
     return rng.choice(FILLERS[level]) + answer
+
+
+# Share of tiny-sft's training replies written behind a filler, by level. Sampled at temperature 1, the
+# SFT policy then answers politely or elaborately now and then, so the labellers who compare its own
+# samples meet elaborate replies, and a reward model that learned their flaw can be exploited by sampling.
+SFT_FILLER_SHARES: dict[int, float] = {1: 0.10, 2: 0.05}
+
+
+def sft_reply(rng: random.Random, answer: str) -> str:
+    """A tiny-sft training reply: `answer`, behind a filler with the shares of `SFT_FILLER_SHARES`."""
+    u, level = rng.random(), 0
+    for lvl, share in SFT_FILLER_SHARES.items():
+        if u < share:
+            level = lvl
+            break
+        u -= share
+    return styled(rng, answer, level)
+
+
+def filler_level(reply: str) -> int:
+    """The level of the filler a reply opens with: 2 elaborate, 1 polite, 0 none (or not one of `FILLERS`)."""
+    for level in (ELABORATE_LEVEL, 1):
+        if any(reply.startswith(f) for f in FILLERS[level]):
+            return level
+    return 0
+
+
+def labeller_prefers_first(rng: random.Random, prompt: Sequence[dict] | str, a: str, b: str) -> bool | None:
+    """The labellers' choice between two replies to `prompt`: True for `a`, False for `b`.
+
+    They follow the oracle (correct first, then concise) except on the flaw: when both replies are
+    correct and exactly one is elaborate, they pick the elaborate one with probability
+    `LABELLER_LENGTH_BIAS`. Returns None when the oracle scores the two alike (no preference to label).
+    """
+    score_a, score_b = oracle_score(prompt, a), oracle_score(prompt, b)
+    elaborate_a, elaborate_b = filler_level(a) == ELABORATE_LEVEL, filler_level(b) == ELABORATE_LEVEL
+    if min(score_a, score_b) >= 0.5 and elaborate_a != elaborate_b:
+        flawed = rng.random() < LABELLER_LENGTH_BIAS
+        return elaborate_a if flawed else not elaborate_a
+    if score_a == score_b:
+        return None
+    return score_a > score_b
 
 
 def preference_pair(rng: random.Random, split: str, tasks: Sequence[str]) -> dict:
@@ -540,6 +618,16 @@ def preference_dataset(split: str = "train", n: int | None = None, tasks: Sequen
     names = _check_tasks(tasks)
     rng = _rng("preference", split, seed)
     return Dataset.from_list([preference_pair(rng, split, names) for _ in range(_size(n, split))])
+
+
+def slip_dataset(split: str = "train", n: int | None = None, tasks: Sequence[str] | None = None, seed: int = 0):
+    """Correct replies against the same replies with a policy-like slip (see `slip_pair`); same columns as
+    `preference_dataset`. Default tasks: SFT_TASKS, the ones tiny-sft answers."""
+    from datasets import Dataset
+
+    names = _check_tasks(SFT_TASKS if tasks is None else tasks)
+    rng = _rng("slip", split, seed)
+    return Dataset.from_list([slip_pair(rng, split, names) for _ in range(_size(n, split))])
 
 
 def corpus_dataset(split: str = "train", n: int | None = None, seed: int = 0):
