@@ -11,6 +11,7 @@ ratio is the price of recomputing every earlier key and value at every step.
 from __future__ import annotations
 
 import argparse
+import inspect
 import platform
 
 import torch
@@ -19,16 +20,22 @@ from common import commit, median_seconds
 from ptlab import models, tinyworld
 
 
+def cache_name(model) -> str:
+    """The cache's argument and output name: `cache` from transformers 5.2x on, `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.inference_mode()
 def greedy(model, ids: torch.Tensor, new_tokens: int, use_cache: bool) -> list[int]:
     """Greedy continuation of ids (1, T): `new_tokens` ids, no stopping (a fixed amount of work)."""
+    name = cache_name(model)
     inputs, past, out_ids = ids, None, []
     for _ in range(new_tokens):
-        out = model(input_ids=inputs, past_key_values=past, use_cache=use_cache)
+        out = model(input_ids=inputs, use_cache=use_cache, **{name: past})
         token = out.logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
         out_ids.append(int(token))
         if use_cache:
-            inputs, past = token, out.past_key_values
+            inputs, past = token, getattr(out, name)
         else:
             inputs = torch.cat([inputs, token], dim=1)  # (1, T + t)
     return out_ids
