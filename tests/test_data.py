@@ -119,3 +119,83 @@ def test_rows_render_with_the_tiny_chat_template():
     row = data.load_chat_dataset(NO_ROBOTS)[2]
     text = tokenizer.apply_chat_template(row["messages"], tokenize=False)
     assert text.endswith("<|assistant|>Meeting moved to Tuesday.<|end|>")
+
+
+# ---- preference data: (prompt, chosen, rejected), the columns of ptlab.tinyworld.preference_dataset ----
+
+ULTRAFEEDBACK = DATA / "ultrafeedback_sample.jsonl"
+TRL_PLAIN = DATA / "trl_preference_sample.json"
+
+
+def test_ultrafeedback_rows_split_the_conversation_into_prompt_and_replies():
+    ds = data.load_preference_dataset(ULTRAFEEDBACK)
+    assert ds.column_names == list(data.PREFERENCE_COLUMNS)
+    assert len(ds) == 3  # u4 is a tie (the same reply twice) and is dropped
+    first = ds[0]
+    assert first["prompt"] == [{"role": "user", "content": "What is the capital of France?"}]
+    assert (first["chosen"], first["rejected"]) == ("Paris.", "Lyon, I think.")
+    assert [m["role"] for m in ds[2]["prompt"]] == ["system", "user"]  # a system turn stays in the prompt
+    assert ds[2]["chosen"] == "Hola."
+
+
+def test_tie_raises_when_not_dropped():
+    with pytest.raises(ValueError, match="row 3"):
+        data.load_preference_dataset(ULTRAFEEDBACK, drop_invalid=False)
+
+
+def test_trl_plain_strings_become_a_user_prompt_and_two_replies():
+    ds = data.load_preference_dataset(TRL_PLAIN)
+    assert len(ds) == 3
+    assert ds[1] == {"prompt": [{"role": "user", "content": "Two plus two equals"}], "chosen": " four.",
+                     "rejected": " five."}
+
+
+def test_trl_conversational_rows(tmp_path):
+    path = tmp_path / "conv.jsonl"
+    row = {"prompt": [{"role": "user", "content": "Hi?"}], "chosen": [{"role": "assistant", "content": "Hello."}],
+           "rejected": [{"role": "assistant", "content": "Go away."}]}
+    path.write_text(json.dumps(row) + "\n")
+    assert data.detect_preference_format(row) == "conversational"
+    assert data.load_preference_dataset(path).to_list() == [
+        {"prompt": [{"role": "user", "content": "Hi?"}], "chosen": "Hello.", "rejected": "Go away."}]
+
+
+def test_preference_formats_are_detected_from_the_first_row():
+    assert data.detect_preference_format({"prompt": "p", "chosen": "a", "rejected": "b"}) == "plain"
+    uf = {"prompt": "p", "chosen": [{"role": "user", "content": "p"}], "rejected": []}
+    assert data.detect_preference_format(uf) == "ultrafeedback"
+    with pytest.raises(ValueError, match="rejected"):
+        data.detect_preference_format({"prompt": "p", "chosen": "a"})
+
+
+def test_preference_parquet_and_sample_of_n(tmp_path):
+    from datasets import load_dataset
+
+    path = tmp_path / "uf.parquet"
+    load_dataset("json", data_files=str(ULTRAFEEDBACK), split="train").to_parquet(str(path))
+    full = data.load_preference_dataset(ULTRAFEEDBACK).to_list()
+    assert data.load_preference_dataset(path).to_list() == full
+    sample = data.load_preference_dataset(ULTRAFEEDBACK, n=2, seed=3).to_list()
+    assert sample == data.load_preference_dataset(ULTRAFEEDBACK, n=2, seed=3).to_list()
+    assert len(sample) <= 2 and all(row in full for row in sample)
+
+
+def test_reply_that_is_not_the_assistants_is_rejected():
+    row = {"prompt": "p", "chosen": [{"role": "user", "content": "p"}, {"role": "assistant", "content": "a"}],
+           "rejected": [{"role": "user", "content": "p"}]}
+    with pytest.raises(ValueError, match="assistant"):
+        data.convert_preference(row, "ultrafeedback")
+    with pytest.raises(ValueError, match="plain"):
+        data.load_preference_dataset(TRL_PLAIN, format="pairwise")
+
+
+def test_preference_rows_have_the_tiny_worlds_columns_and_render():
+    from ptlab.tinyworld import hf_tokenizer, preference_dataset
+
+    world = preference_dataset("test", n=2)
+    hub = data.load_preference_dataset(ULTRAFEEDBACK)
+    for column in data.PREFERENCE_COLUMNS:
+        assert type(world[0][column]) is type(hub[0][column])
+    assert set(world[0]["prompt"][0]) == set(hub[0]["prompt"][0]) == {"role", "content"}
+    messages = hub[0]["prompt"] + [{"role": "assistant", "content": hub[0]["chosen"]}]
+    assert hf_tokenizer().apply_chat_template(messages, tokenize=False).endswith("<|assistant|>Paris.<|end|>")

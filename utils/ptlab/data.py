@@ -162,3 +162,123 @@ def load_chat_dataset(source: str | Path, split: str = "train", n: int | None = 
     if not rows:
         raise ValueError(f"no usable {format} chat in {source}")
     return Dataset.from_list(rows)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Preference data: (prompt, chosen, rejected) rows, as `ptlab.tinyworld.preference_dataset` gives them
+#
+#     prompt    list of {"role", "content"}: the conversation before the two replies
+#     chosen    the preferred assistant reply (str)
+#     rejected  the other assistant reply (str)
+#
+# Three Hub layouts are understood, detected from the first row:
+#
+#     ultrafeedback  prompt str; chosen/rejected = whole conversations ending with the assistant reply
+#                    (HuggingFaceH4/ultrafeedback_binarized, split "train_prefs" / "test_prefs")
+#     plain          prompt, chosen, rejected all strings (TRL's standard preference format)
+#     conversational prompt = messages; chosen/rejected = [assistant message] (TRL's conversational format)
+#
+#     ds = load_preference_dataset("HuggingFaceH4/ultrafeedback_binarized", split="train_prefs", n=2000)
+#     ds = load_preference_dataset("tests/data/ultrafeedback_sample.jsonl")      # offline
+# ----------------------------------------------------------------------------------------------------
+
+PREFERENCE_FORMATS = ("ultrafeedback", "plain", "conversational")
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def detect_preference_format(row: Mapping) -> str:
+    """The preference layout of a data set from its first row (see the section comment above)."""
+    missing = [c for c in PREFERENCE_COLUMNS if c not in row]
+    if missing:
+        raise ValueError(f"a preference data set needs the columns {PREFERENCE_COLUMNS}; missing {missing} "
+                         f"(columns: {sorted(row)})")
+    prompt, chosen = row["prompt"], row["chosen"]
+    if isinstance(chosen, str):
+        return "plain"
+    if isinstance(prompt, str):
+        return "ultrafeedback"
+    return "conversational"
+
+
+def _assistant_reply(reply, what: str) -> tuple[list[dict], str]:
+    """A reply given as a message list -> (the messages before it, its text). The last message must be
+    the assistant's: that is the reply the labellers compared."""
+    if not isinstance(reply, (list, tuple)) or not reply:
+        raise ValueError(f"{what} should be a non-empty list of messages, got {reply!r}")
+    messages = check_messages(reply)
+    if messages[-1]["role"] != "assistant":
+        raise ValueError(f"{what} should end with the assistant's reply, but ends with a {messages[-1]['role']!r} turn")
+    return messages[:-1], messages[-1]["content"]
+
+
+def _check_prompt(prompt) -> list[dict]:
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    if not isinstance(prompt, (list, tuple)) or not prompt:
+        raise ValueError(f"prompt should be a string or a non-empty list of messages, got {prompt!r}")
+    messages = check_messages([*prompt, {"role": "assistant", "content": ""}])[:-1]  # roles and contents
+    if messages[-1]["role"] == "assistant":
+        raise ValueError("the prompt ends with an assistant turn; the compared replies should answer a user turn")
+    return messages
+
+
+def convert_preference(row: Mapping, format: str) -> dict:
+    """One raw row in `format` -> {"prompt": messages, "chosen": str, "rejected": str}."""
+    if format == "plain":
+        chosen, rejected = row["chosen"], row["rejected"]
+        if not isinstance(chosen, str) or not isinstance(rejected, str):
+            raise ValueError("the plain format has string chosen/rejected replies")
+        return {"prompt": _check_prompt(row["prompt"]), "chosen": chosen, "rejected": rejected}
+    if format in ("ultrafeedback", "conversational"):
+        chosen_context, chosen = _assistant_reply(row["chosen"], "chosen")
+        rejected_context, rejected = _assistant_reply(row["rejected"], "rejected")
+        if chosen_context != rejected_context:
+            raise ValueError("chosen and rejected answer different conversations")
+        # UltraFeedback repeats the prompt inside each conversation; TRL's conversational rows do not
+        prompt = chosen_context or row["prompt"]
+        return {"prompt": _check_prompt(prompt), "chosen": chosen, "rejected": rejected}
+    raise ValueError(f"format should be one of {PREFERENCE_FORMATS}, got {format!r}")
+
+
+def load_preference_dataset(source: str | Path, split: str = "train", n: int | None = None,
+                            format: str | None = None, seed: int = 0, drop_invalid: bool = True):
+    """Load a preference data set (Hub id or local file) as (prompt, chosen, rejected) rows.
+
+    Args:
+        source: a Hub id ("HuggingFaceH4/ultrafeedback_binarized", "trl-lib/ultrafeedback_binarized") or a
+            local .json/.jsonl/.parquet file in that data set's format.
+        split: the Hub split (UltraFeedback's are "train_prefs"/"test_prefs"); ignored for a local file.
+        n: keep a random sample of n rows (shuffled with `seed`); None keeps every row.
+        format: "ultrafeedback", "plain" or "conversational"; None detects it from the first row.
+        seed: shuffle seed for the sample.
+        drop_invalid: skip rows that are not a usable pair (a tie, a reply that is not the assistant's);
+            with False such a row raises a ValueError that names it.
+    Returns:
+        datasets.Dataset with columns prompt (messages), chosen (str), rejected (str): the columns of
+        `ptlab.tinyworld.preference_dataset`, so a lab runs on either.
+    """
+    from datasets import Dataset
+
+    raw = _load_raw(source, split)
+    if len(raw) == 0:
+        raise ValueError(f"{source} has no rows")
+    format = format or detect_preference_format(raw[0])
+    if format not in PREFERENCE_FORMATS:
+        raise ValueError(f"format should be one of {PREFERENCE_FORMATS}, got {format!r}")
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"n should be a positive number of rows, got {n}")
+        raw = raw.shuffle(seed=seed).select(range(min(n, len(raw))))
+    rows = []
+    for i, row in enumerate(raw):
+        try:
+            pair = convert_preference(row, format)
+            if pair["chosen"] == pair["rejected"]:
+                raise ValueError("chosen and rejected are the same reply, so the pair teaches nothing")
+            rows.append(pair)
+        except (ValueError, KeyError, TypeError) as err:
+            if not drop_invalid:
+                raise ValueError(f"row {i} of {source} is not a usable {format} pair: {err}") from err
+    if not rows:
+        raise ValueError(f"no usable {format} pair in {source}")
+    return Dataset.from_list(rows)
