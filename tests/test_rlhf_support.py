@@ -218,3 +218,8 @@ def test_colab_track_dpo_and_rollout_run_with_a_bpe_model_on_a_local_preference_
     prompts = [p["prompt"] for p in pairs[:2]]
     out = rlhf.evaluate_policy(ppo_fns, policy, model, tok, prompts, rlhf.reward_scorer(*rm), max_new_tokens=8)
     assert math.isfinite(out["kl"]) and 0 <= out["filler"] <= 1
+    # PPO: tiny-rm scores the text with its own tokenizer; the value model reads the policy's tokens
+    cfg = rlhf.PPOConfig(steps=1, batch_size=2, minibatch_size=2, ppo_epochs=1, max_new_tokens=8)
+    history = rlhf.train_ppo(ppo_fns, policy, model, rlhf.ValueModel(model), tok, prompts, rlhf.reward_scorer(*rm), cfg,
+                             progress=False)
+    assert all(math.isfinite(v) for v in history[0].values())

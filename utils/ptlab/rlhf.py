@@ -186,15 +186,21 @@ def oracle_metrics(prompts: Sequence[Messages], replies: Sequence[str]) -> dict[
 class ValueModel(nn.Module):
     """A value head on a transformer trunk: V(s_t) for every position, (B, T).
 
-    Built from a reward model (TRL's PPO does the same): its trunk, and its score layer applied at every
-    token instead of only the last one.
+    From a reward model (TRL's PPO does the same): its trunk, and its score layer applied at every token
+    instead of only the last one. From a causal LM (when the reward model reads another tokenizer, as on
+    the Hub track): its trunk and a new linear head that starts at 0. Either way a copy: the model it is
+    built from stays as it is.
     """
 
-    def __init__(self, reward_model):
+    def __init__(self, model):
         super().__init__()
-        reward_model = copy.deepcopy(reward_model)  # the scorer must stay frozen while the values learn
-        self.trunk = reward_model.base_model
-        self.head = reward_model.score
+        model = copy.deepcopy(model)  # the scorer (or the policy) must not move while the values learn
+        self.trunk = model.base_model
+        if hasattr(model, "score"):
+            self.head = model.score
+        else:
+            self.head = nn.Linear(model.config.hidden_size, 1, bias=False)
+            nn.init.zeros_(self.head.weight)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)  # left padding: count real tokens only
