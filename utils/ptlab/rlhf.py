@@ -434,9 +434,10 @@ def uses_module(fn: Callable, prefix: str) -> bool:
         name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None) or ""
         return name == prefix or name.startswith(prefix + ".")
 
-    cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or ()))
-    if any(from_prefix(cell.cell_contents) for cell in cells.values() if cell.cell_contents is not None):
-        return True
+    for cell in fn.__closure__ or ():
+        with contextlib.suppress(ValueError):  # an empty cell (a name not bound yet) raises ValueError
+            if from_prefix(cell.cell_contents):
+                return True
     codes, seen = [fn.__code__], set()
     while codes:
         code = codes.pop()
