@@ -26,12 +26,8 @@ pytestmark = pytest.mark.slow
 
 FLAVOURS = ("instruct", "base")
 
-# lab -> why it still fails on the twin on this branch (the fix is in /work/brief/HUBTRACK_FINDINGS.md and
-# issue 14); remove the entry once the lab's fix is merged.
-KNOWN_FAILURES: dict[str, str] = {
-    "00_orientation": "cell 22 batches two strings of different BPE lengths without padding (issue 14; "
-                      "fixed on branch review)",
-}
+# lab -> why it fails on the twin today (marked xfail so the rest still runs); remove an entry with its fix.
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _params():

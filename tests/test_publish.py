@@ -26,13 +26,15 @@ IDIOMS = {
     "loss.backward()", "optimizer.step()", "optimizer.zero_grad(set_to_none=True)", "model.train()",
     "rows = []", "return counts", "for i, message in enumerate(messages):",
     "params = [p for p in model.parameters() if p.requires_grad]",
+    "opt.step()", "return history", "rows, starts = [], []", "if not counts:",  # ptlab.rlhf's loops, world.py
 }
 # Names defined both in a solution block and in the package, each reviewed. ptlab.qlora.add_lora wraps
 # peft's get_peft_model for lab 06 (lab 05's add_lora builds LoRALinear layers from scratch).
 # ptlab.lora.collate is lab 05's right-padding collator; it overlaps lab 02's `collate` exercise and is
 # reported to the lead to move into lab 05's notebook as read-only code.
 TRIVIAL = re.compile(r"[\W_]*|pass|continue|break|return|return None|else:|try:|finally:")
-REVIEWED_NAMES = {("qlora.py", "add_lora"), ("lora.py", "collate")}
+# ptlab.rlhf.ValueModel.forward is a module's forward method; the exercise of that name is lab 05's LoRALinear.
+REVIEWED_NAMES = {("qlora.py", "add_lora"), ("lora.py", "collate"), ("rlhf.py", "forward")}
 
 
 def secret_lines() -> set[str]:
