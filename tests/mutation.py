@@ -14,13 +14,13 @@ Fast mode and NBGRADER_EXECUTION are set as the autograder sets them; one thread
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import nbformat
 
 from autograder import SOLUTIONS
 from autograder.preprocessors import strip_noise
+from ptlab.runner import kernel_environment
 
 
 @dataclass(frozen=True)
@@ -98,26 +98,18 @@ def lost_points(lab: str, mutants: list[Mutant], timeout: int = 300) -> dict[str
         client.execute_cell(scratch, 0)
         cell.outputs = scratch.outputs
 
-    saved = {k: os.environ.get(k) for k in ("PTLAB_FAST", "NBGRADER_EXECUTION", "OMP_NUM_THREADS")}
-    os.environ.update(PTLAB_FAST="1", NBGRADER_EXECUTION="autograde", OMP_NUM_THREADS="1")
     results = {}
-    try:
-        with client.setup_kernel():
-            for cell in part:
+    with kernel_environment(PTLAB_FAST="1", NBGRADER_EXECUTION="autograde", OMP_NUM_THREADS="1"), \
+            client.setup_kernel():
+        for cell in part:
+            run(cell)
+        results["solution"] = {_meta(c)["grade_id"] for c in tests if _lost(c)}
+        for m in sorted(mutants, key=lambda m: -position[m.cell]):
+            start = position[m.cell]
+            run(part[start], apply(part[start].source, m))
+            for cell in part[start + 1 :]:
                 run(cell)
-            results["solution"] = {_meta(c)["grade_id"] for c in tests if _lost(c)}
-            for m in sorted(mutants, key=lambda m: -position[m.cell]):
-                start = position[m.cell]
-                run(part[start], apply(part[start].source, m))
-                for cell in part[start + 1 :]:
-                    run(cell)
-                results[m.name] = {_meta(c)["grade_id"] for c in tests if _lost(c)}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+            results[m.name] = {_meta(c)["grade_id"] for c in tests if _lost(c)}
     return results
 
 

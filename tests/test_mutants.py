@@ -4,7 +4,7 @@ One table per lab: each row is a mistake a student would plausibly make (a missi
 off-by-one, a missing guard, a call to the reference library), as exact edits of one solution cell.
 `tests/mutation.py` runs a lab's exercise part once in a kernel, then each mutant with the cells after it,
 and scores the graded cells (hidden tests included) as nbgrader does. To cover a new mistake, add a row.
-Slow: measured on 2 cores, about N minutes for the 7 labs.
+Slow: 82 tests in 3.3 minutes on 2 shared cores (2026-12-04).
 """
 
 from __future__ import annotations
@@ -578,6 +578,12 @@ def test_every_mutant_applies_to_the_current_solution():
             own_cells(nb, m)
 
 
+# Not a mistake: a comment added to a solution. It must lose no points, and `check` must reject it, or the
+# harness could not tell a caught mutant from a harmless edit.
+HARMLESS = mutant("ex_sequence_logprob", "a comment added (harmless)", ("    ### BEGIN SOLUTION\n",
+                                                                      "    ### BEGIN SOLUTION\n    # harmless\n"))
+
+
 @pytest.fixture(scope="module")
 def results():
     """lab -> lost_points(lab), each lab run once, on first use."""
@@ -585,7 +591,7 @@ def results():
 
     def get(lab: str) -> dict[str, set[str]]:
         if lab not in cache:
-            cache[lab] = lost_points(lab, MUTANTS[lab])
+            cache[lab] = lost_points(lab, MUTANTS[lab] + [HARMLESS] * (lab == "00_orientation"))
         return cache[lab]
 
     return get
@@ -603,3 +609,9 @@ def test_the_unchanged_solution_passes_every_graded_cell(results, lab):
 )
 def test_mutant_loses_points_in_its_own_exercise_only(results, lab, m: Mutant):
     check(lab, results(lab), m)
+
+
+def test_a_harmless_edit_loses_no_points_and_fails_the_check(results):
+    assert results("00_orientation")[HARMLESS.name] == set()
+    with pytest.raises(AssertionError, match="earned full marks"):
+        check("00_orientation", results("00_orientation"), HARMLESS)

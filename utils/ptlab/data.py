@@ -24,7 +24,7 @@ loss masking and batching are the lab's exercises.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 FORMATS = ("alpaca", "messages", "sharegpt")
@@ -148,6 +148,13 @@ def load_chat_dataset(source: str | Path, split: str = "train", n: int | None = 
     format = format or detect_format(raw.column_names)
     if format not in FORMATS:
         raise ValueError(f"format should be one of {FORMATS}, got {format!r}")
+    return Dataset.from_list(_convert_rows(raw, lambda row: convert(row, format), n, seed, drop_invalid,
+                                           f"{format} chat", source))
+
+
+def _convert_rows(raw, convert: Callable[[dict], dict], n: int | None, seed: int, drop_invalid: bool,
+                  what: str, source: str) -> list[dict]:
+    """`convert` applied to `n` shuffled rows of `raw` (all rows if None); a row it rejects is dropped or raises."""
     if n is not None:
         if n < 1:
             raise ValueError(f"n should be a positive number of rows, got {n}")
@@ -155,13 +162,13 @@ def load_chat_dataset(source: str | Path, split: str = "train", n: int | None = 
     rows = []
     for i, row in enumerate(raw):
         try:
-            rows.append(convert(row, format))
+            rows.append(convert(row))
         except (ValueError, KeyError, TypeError) as err:
             if not drop_invalid:
-                raise ValueError(f"row {i} of {source} is not a usable {format} chat: {err}") from err
+                raise ValueError(f"row {i} of {source} is not a usable {what}: {err}") from err
     if not rows:
-        raise ValueError(f"no usable {format} chat in {source}")
-    return Dataset.from_list(rows)
+        raise ValueError(f"no usable {what} in {source}")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -265,20 +272,10 @@ def load_preference_dataset(source: str | Path, split: str = "train", n: int | N
     format = format or detect_preference_format(raw[0])
     if format not in PREFERENCE_FORMATS:
         raise ValueError(f"format should be one of {PREFERENCE_FORMATS}, got {format!r}")
-    if n is not None:
-        if n < 1:
-            raise ValueError(f"n should be a positive number of rows, got {n}")
-        raw = raw.shuffle(seed=seed).select(range(min(n, len(raw))))
-    rows = []
-    for i, row in enumerate(raw):
-        try:
-            pair = convert_preference(row, format)
-            if pair["chosen"] == pair["rejected"]:
-                raise ValueError("chosen and rejected are the same reply, so the pair teaches nothing")
-            rows.append(pair)
-        except (ValueError, KeyError, TypeError) as err:
-            if not drop_invalid:
-                raise ValueError(f"row {i} of {source} is not a usable {format} pair: {err}") from err
-    if not rows:
-        raise ValueError(f"no usable {format} pair in {source}")
-    return Dataset.from_list(rows)
+    def to_pair(row: dict) -> dict:
+        pair = convert_preference(row, format)
+        if pair["chosen"] == pair["rejected"]:
+            raise ValueError("chosen and rejected are the same reply, so the pair teaches nothing")
+        return pair
+
+    return Dataset.from_list(_convert_rows(raw, to_pair, n, seed, drop_invalid, f"{format} pair", source))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,21 +85,26 @@ def execute(path: Path, fast: bool = True, timeout: int = 600, grading: bool = F
     nb = nbformat.read(path, as_version=4)
     if model is not None:
         set_model(nb, model)
-    saved = {k: os.environ.get(k) for k in ("PTLAB_FAST", "NBGRADER_EXECUTION", "HF_HUB_OFFLINE")}
-    if fast:
-        os.environ["PTLAB_FAST"] = "1"
-    if grading:
-        os.environ["NBGRADER_EXECUTION"] = "autograde"
-    try:
+    settings = {"PTLAB_FAST": "1" if fast else None, "NBGRADER_EXECUTION": "autograde" if grading else None}
+    with kernel_environment(**{k: v for k, v in settings.items() if v}):
         NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
                        resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+    return nb
+
+
+@contextmanager
+def kernel_environment(**variables: str) -> Iterator[None]:
+    """Set environment variables for the kernels started inside the block; restore them after it."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return nb
 
 
 def graded_cell_results(nb: nbformat.NotebookNode) -> list[CellResult]:
