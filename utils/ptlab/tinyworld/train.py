@@ -80,10 +80,10 @@ DEFAULTS = {
     "base": TrainConfig("base", steps=2400, batch_size=8, lr=2e-3, warmup=100, save_every=600),
     "sft": TrainConfig("sft", steps=500, batch_size=32, lr=5e-4, warmup=30),
     # tiny-rm: 16,000 world pairs, 6,000 slip pairs, and the labelled pairs of tiny-sft's own samples
-    # (8 per prompt at temperature 1, on 1,000 training prompts). 280 steps: what the shared machine left
-    # before a deadline; 1,000 or more was the plan.
-    "rm": TrainConfig("rm", steps=280, batch_size=16, lr=3e-4, warmup=30,
-                      extra={"rows": 16000, "slips": 6000, "policy_prompts": 1000, "policy_samples": 8,
+    # (8 per prompt at temperature 1, on 4,000 training prompts): the policy's own samples are what the
+    # reward model will judge in labs 03 and 04, so they are a large share of its data.
+    "rm": TrainConfig("rm", steps=2000, batch_size=16, lr=3e-4, warmup=60,
+                      extra={"rows": 16000, "slips": 6000, "policy_prompts": 4000, "policy_samples": 8,
                              "temperature": 1.0}),
 }
 NAMES = {"base": "tiny-base", "sft": "tiny-sft", "rm": "tiny-rm"}
