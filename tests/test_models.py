@@ -196,11 +196,22 @@ def test_reward_model_ranks_the_policys_own_samples(policy):
     assert _passes(_passing(rm_policy=ranking))["rm_policy"], ranking
 
 
+# Known gaps of the shipped tiny-rm (issue 12), measured with `python -m ptlab.tinyworld.evaluate` (n = 500,
+# 100 prompts x 64 samples): it no longer prefers the elaborate reply of a both-correct pair (17.2%, n = 244;
+# its training pairs of the policy's own samples teach "a filler loses", mostly from polite fillers), and
+# best-of-16 by it is less often correct than a random sample (70.0% vs 83.3%), because it ranks the policy's
+# correct samples above its wrong ones only 76.8% of the time. strict: when a rebuilt tiny-rm meets the bar,
+# these tests fail until the marks are removed.
+KNOWN_GAP = pytest.mark.xfail(strict=True, reason="known gap of the shipped tiny-rm, see the comment above")
+
+
+@KNOWN_GAP
 def test_reward_model_inherits_the_labellers_length_flaw():
     flaw = ev.elaborate_preference(*load("tiny-rm"), N_FAST)
     assert _passes(_passing(rm_elaborate=flaw))["rm_flaw"], flaw
 
 
+@KNOWN_GAP
 def test_best_of_16_by_the_reward_model_is_more_often_correct_and_more_padded(policy):
     samples, _, scores = policy
     curve = ev.best_of_n_curve(samples, scores, FAST_BEST_OF)
