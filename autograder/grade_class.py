@@ -39,7 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import ROOT, SOLUTIONS, integrity, lab_names, sandbox, scan
+from autograder import LABS, ROOT, SOLUTIONS, integrity, lab_names, sandbox, scan
+from autograder.preprocessors import course_settings, reset_settings
 from autograder.release import config_env, nbgrader
 
 
@@ -236,6 +237,18 @@ def _set_scores(db: Path, lab: str, student: str, zeroed: list[str]) -> None:
         gb.db.commit()
 
 
+def scan_submission(submitted, lab: str, source=None) -> list[scan.Finding]:
+    """Static-scan findings of a submission (in place, its settings lines are reset to the course's, as
+    the autograder will run it). The course's own cells are trusted in their source form and in their
+    released form (the course address filled in), so an untouched release has no finding."""
+    import nbformat
+
+    source = source or nbformat.read(SOLUTIONS / lab / f"{lab}.ipynb", as_version=4)
+    release = nbformat.read(LABS / lab / f"{lab}.ipynb", as_version=4)
+    reset_settings(submitted, course_settings(source))
+    return scan.scan_notebook(submitted, scan.course_cells(source) | scan.course_cells(release))
+
+
 def _prepare(notebook: Path, lab: str, target: Path):
     """Scan the submission, restore deleted test cells, add the integrity checks; write it to `target`."""
     import nbformat
@@ -243,7 +256,7 @@ def _prepare(notebook: Path, lab: str, target: Path):
     source = nbformat.read(SOLUTIONS / lab / f"{lab}.ipynb", as_version=4)
     submitted = integrity.restore_tests(nbformat.read(notebook, as_version=4), source)
     tests = integrity.test_ids(source)
-    findings = scan.scan_notebook(submitted, scan.course_cells(source))
+    findings = scan_submission(submitted, lab, source)
     prepared, tokens = integrity.inject(submitted, tests, integrity.used_names(source))
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(prepared, target)

@@ -108,16 +108,38 @@ def _setting(name: str) -> re.Pattern:
     return re.compile(rf"^{name}\s*=.*$", re.M)
 
 
+SETTINGS = ("MODEL", "DATA", "PREFS", "PREF_DATA", "PREF_SPLIT")  # the set-up cells' track settings
+
+
+def course_settings(source) -> dict[str, str]:
+    """Setting name -> its assignment line in the course's source notebook `source` (first occurrence)."""
+    lines: dict[str, str] = {}
+    for cell in source.cells:
+        for name in SETTINGS:
+            match = _setting(name).search(cell.source) if cell.cell_type == "code" else None
+            if match and name not in lines:
+                lines[name] = match.group(0)
+    return lines
+
+
+def reset_settings(nb, lines: dict[str, str]):
+    """Replace each top-level assignment of a setting in `nb`'s code cells by the course's line (in place)."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for name, line in lines.items():
+            cell.source = _setting(name).sub(lambda _m, line=line: line, cell.source)
+    return nb
+
+
 class UseCourseModel(NbGraderPreprocessor):
     """Autograde: grade on the course's own model and data, whatever the submission sets.
 
-    A Colab learner sets `MODEL` (and in some labs `DATA`) to a Hub id; the grader has no network. Each
-    top-level `NAME = ...` line of the settings below is replaced by the source notebook's own line
-    (`solutions/LAB/LAB.ipynb` of the course root being graded), so the learner changes one line and
-    is still graded on the offline course model.
+    A Colab learner sets `MODEL` (and in some labs `DATA`, `PREFS`, `PREF_DATA`) to a Hub id; the grader
+    has no network. Each top-level `NAME = ...` line of these settings is replaced by the source
+    notebook's own line (`solutions/LAB/LAB.ipynb` of the course root being graded), so the learner
+    changes one line and is still graded on the offline course model.
     """
-
-    settings = ("MODEL", "DATA")
 
     def source_lines(self, resources) -> dict[str, str]:
         """Setting name -> its assignment line in the source notebook of the lab being graded."""
@@ -130,19 +152,7 @@ class UseCourseModel(NbGraderPreprocessor):
         path = os.path.join(root, "solutions", info.get("assignment", ""), f"{info.get('notebook', '')}.ipynb")
         if not os.path.exists(path):
             return {}
-        lines: dict[str, str] = {}
-        for cell in nbformat.read(path, as_version=4).cells:
-            for name in self.settings:
-                match = _setting(name).search(cell.source) if cell.cell_type == "code" else None
-                if match and name not in lines:
-                    lines[name] = match.group(0)
-        return lines
+        return course_settings(nbformat.read(path, as_version=4))
 
     def preprocess(self, nb, resources):
-        lines = self.source_lines(resources)
-        for cell in nb.cells:
-            if cell.cell_type != "code":
-                continue
-            for name, line in lines.items():
-                cell.source = _setting(name).sub(lambda _m, line=line: line, cell.source)
-        return nb, resources
+        return reset_settings(nb, self.source_lines(resources)), resources

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import re
 from pathlib import Path
 
 import nbformat
@@ -316,6 +317,25 @@ def test_scan_flags_nothing_in_honest_solution_notebooks(lab):
     assert scan.scan_notebook(nb, scan.course_cells(nb)) == []
     solution_cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
     assert solution_cells and all(scan.scan_source(c.source) == [] for c in solution_cells)
+
+
+@pytest.mark.parametrize("lab", lab_names())
+def test_scan_flags_nothing_in_a_release_as_students_submit_it(lab):
+    """The released notebook (course address filled in), untouched or with its settings set to Hub ids
+    as on Colab, gets no finding; the same with a forbidden import in a solution cell does."""
+    from autograder.grade_class import scan_submission
+
+    release = nbformat.read(LABS / lab / f"{lab}.ipynb", as_version=4)
+    assert scan_submission(release, lab) == []
+    colab = nbformat.read(LABS / lab / f"{lab}.ipynb", as_version=4)
+    for cell in colab.cells:
+        if cell.cell_type == "code":
+            cell.source = re.sub(r'(?m)^(MODEL|DATA|PREFS|PREF_DATA) = .*$', r'\1 = "HuggingFaceTB/SmolLM2-135M"',
+                                 cell.source)
+    assert colab.cells != release.cells and scan_submission(colab, lab) == []
+    solution = next(c for c in colab.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    solution.source = "import types\n" + solution.source
+    assert [f.reason for f in scan_submission(colab, lab)] == ["imports types"]
 
 
 @pytest.mark.parametrize("code", [NOOP_HELPERS, _b64(NOOP_HELPERS), EXEC_SOLUTION, READ_GRADEBOOK, WRITE_EVERYWHERE,
