@@ -30,8 +30,8 @@ IDIOMS = {
 }
 # Names defined both in a solution block and in the package, each reviewed. ptlab.qlora.add_lora wraps
 # peft's get_peft_model for lab 06 (lab 05's add_lora builds LoRALinear layers from scratch).
-# ptlab.lora.collate is lab 05's right-padding collator; it overlaps lab 02's `collate` exercise and is
-# reported to the lead to move into lab 05's notebook as read-only code.
+# ptlab.lora.collate is labs 05/06's collator: it builds a batch from raw rows (tokenizer, prompt, answer),
+# not lab 02's `collate(examples, pad_token_id)` of built examples, so it cannot stand in for that exercise.
 TRIVIAL = re.compile(r"[\W_]*|pass|continue|break|return|return None|else:|try:|finally:")
 # ptlab.rlhf.ValueModel.forward is a module's forward method; the exercise of that name is lab 05's LoRALinear.
 REVIEWED_NAMES = {("qlora.py", "add_lora"), ("lora.py", "collate"), ("rlhf.py", "forward")}
