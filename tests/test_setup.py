@@ -1,6 +1,7 @@
 """Set-up files agree: pyproject, environment.yml and the lock (constraints.txt) name the same packages at
 consistent versions; CI runs the README's command with the lock; the wheel installs the way Colab does."""
 
+import ast
 import json
 import os
 import re
@@ -130,6 +131,22 @@ def test_ci_runs_the_readme_test_command_with_the_lock():
 
 @pytest.mark.slow
 @needs_tomllib
+def import_statements(source: str) -> list[str]:
+    """The top-level import statements of a code cell (multi-line ones whole), as source text; [] if the
+    cell is not plain Python. Imports inside functions run only when called, as in the lab."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # a cell with IPython magics
+        return []
+    return [ast.get_source_segment(source, node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+
+
+def test_import_statements_keeps_multi_line_imports_whole():
+    cell = "from transformers import (\n    AutoModel,\n    AutoTokenizer,\n)\nimport math\n\ndef f():\n    import torch\n"
+    assert import_statements(cell) == ["from transformers import (\n    AutoModel,\n    AutoTokenizer,\n)",
+                                       "import math"]
+
+
 def test_colab_style_install_imports_every_lab_without_the_notebook_stack(tmp_path):
     """Build the wheel, install it with no extras in a fresh venv (as Colab's `%pip install` does), and
     run every lab's set-up cell and every import of every lab there: no JupyterLab, no nbgrader."""
@@ -162,7 +179,7 @@ def test_colab_style_install_imports_every_lab_without_the_notebook_stack(tmp_pa
     for nb_path in sorted((ROOT / "labs").glob("*/*.ipynb")):
         cells = [c.source for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code"]
         setup = re.sub(r"(?m)^(\s*)%pip .*$", r"\1pass", cells[0])
-        imports = [line for src in cells for line in src.splitlines() if re.match(r"(import|from) \w", line)]
+        imports = [statement for src in cells[1:] for statement in import_statements(src)]
         code = setup + "\n" + "\n".join(imports) + "\nprint('SETUP OK')\n"
         result = run(python, "-c", code, cwd=nb_path.parent, timeout=600)
         assert "SETUP OK" in result.stdout, f"{nb_path.name} set-up failed in a Colab-style install:\n{result.stderr[-3000:]}"
