@@ -4,7 +4,7 @@ One table per lab: each row is a mistake a student would plausibly make (a missi
 off-by-one, a missing guard, a call to the reference library), as exact edits of one solution cell.
 `tests/mutation.py` runs a lab's exercise part once in a kernel, then each mutant with the cells after it,
 and scores the graded cells (hidden tests included) as nbgrader does. To cover a new mistake, add a row.
-Slow: 82 tests in 3.3 minutes on 2 shared cores (2026-12-04).
+Slow: 83 tests in about 3.3 minutes on 2 shared cores (2026-12-04).
 """
 
 from __future__ import annotations
