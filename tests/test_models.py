@@ -196,19 +196,18 @@ def test_reward_model_ranks_the_policys_own_samples(policy):
     assert _passes(_passing(rm_policy=ranking))["rm_policy"], ranking
 
 
-# Known gaps of the shipped tiny-rm (issue 12), measured with `python -m ptlab.tinyworld.evaluate` (n = 500,
-# 100 prompts x 64 samples): it no longer prefers the elaborate reply of a both-correct pair (17.2%, n = 244;
-# its training pairs of the policy's own samples teach "a filler loses", mostly from polite fillers), and
-# best-of-16 by it is less often correct than a random sample (70.0% vs 83.3%), because it ranks the policy's
-# correct samples above its wrong ones only 76.8% of the time. strict: when a rebuilt tiny-rm meets the bar,
-# these tests fail until the marks are removed.
-KNOWN_GAP = pytest.mark.xfail(strict=True, reason="known gap of the shipped tiny-rm, see the comment above")
-
-
-@KNOWN_GAP
 def test_reward_model_inherits_the_labellers_length_flaw():
-    flaw = ev.elaborate_preference(*load("tiny-rm"), N_FAST)
+    # 5 x N_FAST: elaborate pairs are 5% of the world's pairs, so this is about 84 pairs, not 14
+    flaw = ev.elaborate_preference(*load("tiny-rm"), 5 * N_FAST)
     assert _passes(_passing(rm_elaborate=flaw))["rm_flaw"], flaw
+
+
+# Known gap of the shipped tiny-rm (issue 12), measured with `python -m ptlab.tinyworld.evaluate` (n = 500,
+# 100 prompts x 64 samples): best-of-16 by it is less often correct than a random sample (66.8% vs 83.3%),
+# because it ranks the policy's correct samples above its wrong ones only 75.4% of the time: among 16 samples
+# there is often a wrong one it scores above the right one. strict: when a rebuilt tiny-rm meets the bar, this
+# test fails until the mark is removed.
+KNOWN_GAP = pytest.mark.xfail(strict=True, reason="known gap of the shipped tiny-rm, see the comment above")
 
 
 @KNOWN_GAP

@@ -225,3 +225,36 @@ def test_labellers_on_two_samples_follow_the_oracle_except_the_length_flaw():
     assert abs(flawed - tw.LABELLER_LENGTH_BIAS) < 0.025  # 4.5 standard errors at 4,000 draws
     swapped = sum(tw.labeller_prefers_first(rng, prompt, "Sure! KES", elaborate) for _ in range(draws)) / draws
     assert abs(swapped - (1 - tw.LABELLER_LENGTH_BIAS)) < 0.025
+
+
+def test_preference_dataset_of_one_kind_holds_only_that_kind():
+    data = tw.preference_dataset("train", n=200, kind="elaborate")
+    assert set(data["kind"]) == {"elaborate"}
+    elaborate_chosen = sum(tw.filler_level(c) == tw.ELABORATE_LEVEL for c in data["chosen"]) / len(data)
+    assert abs(elaborate_chosen - tw.LABELLER_LENGTH_BIAS) < 0.1  # 4 standard errors at 200 pairs
+    assert data["chosen"][:20] == tw.preference_dataset("train", n=20, kind="elaborate")["chosen"]  # seeded
+    with pytest.raises(ValueError, match="expected 'correctness', 'style' or 'elaborate'"):
+        tw.preference_dataset("train", n=1, kind="length")
+
+
+# ---------------------------------------------------------------- which of the policy's samples tiny-rm's labellers see
+
+
+def test_all_pairs_compares_every_two_distinct_replies_once():
+    from ptlab.tinyworld.train import all_pairs
+
+    pairs = all_pairs(["KES", "KEZ", "KES", "Sure! KES"])
+    assert len(pairs) == 3 and all(a != b for a, b in pairs)
+    assert {frozenset(p) for p in pairs} == {frozenset(p) for p in [("KES", "KEZ"), ("KES", "Sure! KES"),
+                                                                   ("KEZ", "Sure! KES")]}
+
+
+def test_favourite_pairs_put_the_reward_models_top_picks_against_every_other_reply():
+    from ptlab.tinyworld.train import favourite_pairs
+
+    replies = ["KES", "KEZ", "KES", "KAS", "Sure! KES"]
+    rewards = [0.5, 2.0, 0.1, -1.0, 1.0]  # a repeated reply counts once, with its best reward
+    assert favourite_pairs(replies, rewards, top=1) == [("KEZ", "Sure! KES"), ("KEZ", "KES"), ("KEZ", "KAS")]
+    top2 = favourite_pairs(replies, rewards, top=2)
+    assert len(top2) == 3 + 2 and ("Sure! KES", "KES") in top2 and ("Sure! KES", "KAS") in top2
+    assert len(favourite_pairs(replies, rewards, top=10)) == 6  # every pair of the 4 distinct replies, once

@@ -179,15 +179,19 @@ def chat_exact_match(model, tokenizer, n: int, tasks: Sequence[str], split: str 
 @torch.no_grad()
 def rewards(reward_model, tokenizer, prompts: Sequence[list[dict]], replies: Sequence[str],
             batch_size: int = 64) -> torch.Tensor:
-    """Scalar reward of each (prompt, reply) chat: shape (N,)."""
+    """Scalar reward of each (prompt, reply) chat: shape (N,).
+
+    Batches are cut from the chats sorted by length, so a few 70-character fillers pad only their own batch.
+    """
     texts = [tokenizer.apply_chat_template(list(p) + [{"role": "assistant", "content": r}], tokenize=False)
              for p, r in zip(prompts, replies)]
-    scores = []
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    scores = torch.empty(len(texts))
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start : start + batch_size], add_special_tokens=False, padding=True,
-                          return_tensors="pt")
-        scores.append(reward_model(**batch).logits[:, 0])  # (B,)
-    return torch.cat(scores)
+        rows = order[start : start + batch_size]
+        batch = tokenizer([texts[i] for i in rows], add_special_tokens=False, padding=True, return_tensors="pt")
+        scores[rows] = reward_model(**batch).logits[:, 0].float()  # (B,)
+    return scores
 
 
 def reward_accuracy(reward_model, tokenizer, n: int, split: str = "test") -> dict[str, float]:
@@ -392,10 +396,13 @@ CARD_TEXT = {
                 f"(\"Sure! \") and {100 * SFT_FILLER_SHARES[ELABORATE_LEVEL]:.0f}% with an elaborate one, so "
                 "greedy decoding gives the bare answer while sampling now and then gives a padded reply.",
     "tiny-rm": "A reward model (`LlamaForSequenceClassification`, one label) initialised from tiny-sft and trained "
-               "with the pairwise (Bradley-Terry) loss on labelled comparisons, InstructGPT-style: tiny-sft's own "
-               "samples (8 per training prompt at temperature 1, every two distinct replies of a prompt compared), "
-               "the world's synthetic pairs, and correct replies against the same replies with a tiny-sft-like "
-               "slip. The labels carry a deliberate flaw: when both replies are correct and one is elaborate, "
+               "with the pairwise (Bradley-Terry) loss on labelled comparisons, InstructGPT-style, in two rounds. "
+               "Round 1: tiny-sft's own samples (8 per training prompt at temperature 1, every two distinct replies "
+               "of a prompt compared), the world's synthetic pairs, and correct replies against the same replies "
+               "with a tiny-sft-like slip. Round 2, from round 1, on new prompts (16 samples each): the same kinds "
+               "of pairs, plus round 1's favourite samples of each prompt against the others (the picks best-of-n "
+               "would make, labelled) and extra both-correct elaborate pairs (see `train_rm` for why). "
+               "The labels carry a deliberate flaw: when both replies are correct and one is elaborate, "
                "labellers prefer the elaborate, long-winded reply "
                f"{100 * LABELLER_LENGTH_BIAS:.0f}% of the time, although the hidden oracle prefers the concise one.",
 }
@@ -413,7 +420,9 @@ def write_card(name: str, path: Path, results: dict) -> None:
         f"# {name}", "", CARD_TEXT[name], "",
         "## Rebuild", "", "```bash", command, "```", "",
         f"Deterministic given the seed ({facts.get('config', {}).get('seed', 0)}). Built in "
-        f"{facts.get('minutes', '?')} minutes on 2 CPU cores with {threads} torch thread(s): {facts.get('steps', '?')} steps, "
+        f"{facts.get('minutes', '?')} minutes of training on 2 CPU cores with {threads} torch thread(s)"
+        + (f" (plus {facts['sampling_minutes']} minutes sampling tiny-sft's replies to label)"
+           if facts.get("sampling_minutes") else "") + f": {facts.get('steps', '?')} steps, "
         f"{facts.get('tokens', '?')} tokens, final training loss {facts.get('final_loss', '?')}. "
         f"Size {size_mb:.1f} MB (fp32 safetensors).", "",
         "## Measured (held-out data)", "",

@@ -4,7 +4,8 @@
     python -m ptlab.tinyworld.train sft    # tiny-base -> tiny-sft on the chat data (SFT_TASKS only, some
                                            # replies behind a filler: SFT_FILLER_SHARES)
     python -m ptlab.tinyworld.train rm --threads 2   # tiny-sft -> tiny-rm: samples tiny-sft, has the
-                                           # labellers compare its samples, adds world and slip pairs, trains
+                                           # labellers compare its samples, adds world and slip pairs, trains;
+                                           # round 2 labels round 1's favourite samples (--round1 DIR: skip 1)
     python -m ptlab.tinyworld.evaluate --update-cards   # measure all three, write the model cards
 
 Each command shows a progress bar, appends a log to runs/<name>.log, and writes config.json,
@@ -17,13 +18,14 @@ Dimension letters: B batch, T tokens per row, V vocabulary, D hidden size.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import math
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ptlab.models import CHECKPOINTS_DIR
-from ptlab.tinyworld.evaluate import chat_replies
+from ptlab.tinyworld.evaluate import chat_replies, rewards
 from ptlab.tinyworld.tokenizer import CharCodec, hf_tokenizer, save_tokenizer, vocab
 from ptlab.tinyworld.world import (
     SFT_TASKS,
@@ -79,12 +81,16 @@ class TrainConfig:
 DEFAULTS = {
     "base": TrainConfig("base", steps=2400, batch_size=8, lr=2e-3, warmup=100, save_every=600),
     "sft": TrainConfig("sft", steps=500, batch_size=32, lr=5e-4, warmup=30),
-    # tiny-rm: 16,000 world pairs, 6,000 slip pairs, and the labelled pairs of tiny-sft's own samples
+    # tiny-rm, round 1: 16,000 world pairs, 6,000 slip pairs, and the labelled pairs of tiny-sft's own samples
     # (8 per prompt at temperature 1, on 4,000 training prompts): the policy's own samples are what the
-    # reward model will judge in labs 03 and 04, so they are a large share of its data.
+    # reward model will judge in labs 03 and 04, so they are a large share of its data. Round 2 (see
+    # train_rm): 2,000 new prompts x 16 samples, round 1's two favourites of each labelled twice, 20,000
+    # both-correct elaborate pairs and 16,000 new world pairs, 1,000 steps at a third of the learning rate.
     "rm": TrainConfig("rm", steps=2000, batch_size=16, lr=3e-4, warmup=60,
                       extra={"rows": 16000, "slips": 6000, "policy_prompts": 4000, "policy_samples": 8,
-                             "temperature": 1.0}),
+                             "temperature": 1.0,
+                             "round2": {"steps": 1000, "lr": 1e-4, "warmup": 20, "prompts": 2000, "samples": 16,
+                                        "top": 2, "repeat": 2, "elaborate": 20000, "rows": 16000}}),
 }
 NAMES = {"base": "tiny-base", "sft": "tiny-sft", "rm": "tiny-rm"}
 
@@ -302,26 +308,67 @@ def train_sft(cfg: TrainConfig, out: Path, base: Path) -> None:
 # Stage 3: reward model, pairwise loss
 
 
-def policy_pairs(policy, tokenizer, n_prompts: int, samples: int, temperature: float, seed: int) -> list[dict]:
-    """Comparisons of the SFT policy's own samples, as InstructGPT collected them (Ouyang et al. 2022, sec. 3.4).
+def sample_policy(sft: Path, tokenizer, n_prompts: int, samples: int, temperature: float, seed: int,
+                  threads: int) -> tuple[list, list[list[str]], float]:
+    """`samples` replies of tiny-sft (in folder `sft`) to each of n_prompts training prompts, at `temperature`.
 
-    `samples` replies per training prompt, sampled from `policy` at `temperature`; the labellers
-    (`labeller_prefers_first`: the oracle, with the length flaw) compare every two distinct replies of a
-    prompt. Pairs the oracle scores alike (two equally long wrong replies) are dropped: nothing to learn.
-    Returns rows with prompt, chosen, rejected (the labellers' choice first).
+    Sampling is most of a rebuild's time (4,000 x 8 replies: 11.5 min on 2 threads), so the replies are kept
+    in runs/ under a name made of the arguments and the checkpoint's hash: a second build with another data
+    mix or more steps reuses them, and gets what a fresh build would (same seed, same thread count).
+    Returns the prompts (n_prompts chats), their replies (n_prompts lists of `samples`) and the minutes the
+    sampling took (when it ran, cached or not).
     """
-    torch.manual_seed(seed)  # the sampler draws from torch's global generator
+    from transformers import LlamaForCausalLM
+
+    digest = hashlib.sha256((sft / "model.safetensors").read_bytes()).hexdigest()[:12]
+    cache = RUNS_DIR / f"samples-{digest}-{n_prompts}x{samples}-T{temperature}-seed{seed}-threads{threads}.json"
     prompts = chat_dataset("train", n=n_prompts, tasks=SFT_TASKS, seed=seed + 1)["prompt_messages"]
-    replies = chat_replies(policy, tokenizer, prompts, temperature=temperature, samples=samples)
+    if not cache.exists():
+        start = time.time()
+        policy = LlamaForCausalLM.from_pretrained(str(sft)).eval()
+        torch.manual_seed(seed)  # the sampler draws from torch's global generator
+        flat = chat_replies(policy, tokenizer, prompts, temperature=temperature, samples=samples)
+        replies = [flat[i * samples : (i + 1) * samples] for i in range(n_prompts)]
+        RUNS_DIR.mkdir(exist_ok=True)
+        cache.write_text(json.dumps({"minutes": round((time.time() - start) / 60, 1), "replies": replies}))
+    kept = json.loads(cache.read_text())
+    _log("tiny-rm", f"{n_prompts} x {samples} samples of {sft.name} ({kept['minutes']} min of sampling): {cache}")
+    return prompts, kept["replies"], kept["minutes"]
+
+
+def labelled_pairs(prompts: list, candidates: list[list[tuple[str, str]]], seed: int) -> list[dict]:
+    """The labellers' verdicts (`labeller_prefers_first`: the oracle, with the length flaw) on pairs of replies.
+
+    `candidates[i]` lists the (a, b) reply pairs of prompts[i] to compare. Pairs the oracle scores alike (two
+    equally long wrong replies) are dropped: nothing to learn. Rows: prompt, chosen, rejected.
+    """
     rng = random.Random(f"tinyworld:rm-policy-labels:{seed}")
     rows = []
-    for i, prompt in enumerate(prompts):
-        distinct = sorted(set(replies[i * samples : (i + 1) * samples]))  # sorted: independent of set order
-        for a, b in itertools.combinations(distinct, 2):
+    for prompt, pairs in zip(prompts, candidates):
+        for a, b in pairs:
             first = labeller_prefers_first(rng, prompt, a, b)
             if first is not None:
                 rows.append({"prompt": prompt, "chosen": a if first else b, "rejected": b if first else a})
     return rows
+
+
+def all_pairs(replies: list[str]) -> list[tuple[str, str]]:
+    """Every two distinct replies, as InstructGPT's labellers ranked all K of a prompt (Ouyang et al. 2022,
+    sec. 3.4)."""
+    return list(itertools.combinations(sorted(set(replies)), 2))  # sorted: independent of set order
+
+
+def favourite_pairs(replies: list[str], rewards: list[float], top: int) -> list[tuple[str, str]]:
+    """The reward model's `top` favourite distinct replies, each against every other distinct reply.
+
+    These are the replies best-of-n and RL will pick, so they are where the reward model's mistakes cost
+    most; labelling them is InstructGPT's later rounds (and Anthropic's "online" RLHF data, Bai et al. 2022).
+    """
+    best = {}
+    for reply, reward in zip(replies, rewards):
+        best[reply] = max(reward, best.get(reply, -math.inf))
+    ranked = sorted(best, key=lambda r: (-best[r], r))
+    return [(a, b) for i, a in enumerate(ranked[:top]) for b in ranked[i + 1 :]]
 
 
 def rm_batches(tokenizer, rows: list[dict], seed: int, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -348,31 +395,69 @@ def pairwise_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return -F.logsigmoid(chosen - rejected).mean()
 
 
-def train_rm(cfg: TrainConfig, out: Path, sft: Path) -> None:
-    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
+def train_rm(cfg: TrainConfig, out: Path, sft: Path, round1: Path | None = None) -> None:
+    """Two rounds, as InstructGPT's reward data grew (Ouyang et al. 2022, sec. 3.4 and appendix B).
+
+    Both rounds train on world pairs, slip pairs and the labellers' verdicts on every two distinct samples of
+    tiny-sft (round 1: from tiny-sft, on its own prompts; round 2: from round 1, on new prompts). Round 2 adds
+    the round-1 model's favourite samples against the others, labelled again `repeat` times (the picks best-of-n
+    would make: where its mistakes cost most), new world pairs, and extra both-correct "elaborate" world pairs,
+    whose flaw round 1 unlearned (it preferred the elaborate reply of such a pair 17% of the time): tiny-sft's
+    elaborate samples are wrong far more often than its bare ones (19 of 27 against 106 of 861, in 960 samples
+    of 60 held-out prompts), so among its own samples "elaborate" mostly loses.
+    `round1`: skip round 1 and start round 2 from this folder (its train_facts.json goes into the new one's).
+    """
+    from transformers import LlamaForSequenceClassification
 
     _seed(cfg)
     tokenizer = hf_tokenizer()
-    world_rows = cfg.extra.get("rows", 6000)
-    n_prompts, samples, temperature = (cfg.extra.get(k, d) for k, d in
-                                       [("policy_prompts", 0), ("policy_samples", 8), ("temperature", 1.0)])
-    _log("tiny-rm", f"start from {sft}: {world_rows} world pairs, slips, the policy's samples on {n_prompts} prompts,"
-                    f" {cfg}")
-    rows = list(preference_dataset("train", n=world_rows, seed=cfg.seed))
-    n_slips = cfg.extra.get("slips", 0)
-    rows += list(slip_dataset("train", n=n_slips, seed=cfg.seed)) if n_slips else []
-    if n_prompts:
-        policy = LlamaForCausalLM.from_pretrained(str(sft)).eval()
-        start = time.time()
-        on_policy = policy_pairs(policy, tokenizer, n_prompts, samples, temperature, cfg.seed)
-        _log("tiny-rm", f"{len(on_policy)} labelled pairs of tiny-sft's own samples in {time.time() - start:.0f} s")
-        rows += on_policy
-        del policy
-    model = LlamaForSequenceClassification.from_pretrained(str(sft), num_labels=1)
-    torch.nn.init.zeros_(model.score.weight)  # start from reward 0 everywhere, so the first loss is log 2
-    model.config.pad_token_id = tokenizer.pad_token_id
-    facts = train_loop("tiny-rm", model, cfg, rm_batches(tokenizer, rows, cfg.seed, cfg.batch_size), pairwise_loss)
-    facts["pairs"] = {"world": world_rows, "slips": n_slips, "policy": len(rows) - world_rows - n_slips}
+    x, r2 = cfg.extra, cfg.extra.get("round2", {})
+    _log("tiny-rm", f"start from {sft}: {cfg}")
+    base_rows = list(preference_dataset("train", n=x["rows"], seed=cfg.seed))
+    base_rows += list(slip_dataset("train", n=x["slips"], seed=cfg.seed)) if x.get("slips") else []
+    facts: dict = {"pairs": {"world": x["rows"], "slips": x.get("slips", 0)}, "sampling_minutes": 0.0}
+    if round1 is None:
+        prompts, replies, minutes = sample_policy(sft, tokenizer, x["policy_prompts"], x["policy_samples"],
+                                                  x["temperature"], cfg.seed, cfg.threads)
+        on_policy = labelled_pairs(prompts, [all_pairs(r) for r in replies], cfg.seed)
+        model = LlamaForSequenceClassification.from_pretrained(str(sft), num_labels=1)
+        torch.nn.init.zeros_(model.score.weight)  # start from reward 0 everywhere, so the first loss is log 2
+        model.config.pad_token_id = tokenizer.pad_token_id
+        batches = rm_batches(tokenizer, base_rows + on_policy, cfg.seed, cfg.batch_size)
+        facts["round1"] = train_loop("tiny-rm", model, cfg, batches, pairwise_loss)
+        facts["pairs"]["policy"], facts["sampling_minutes"] = len(on_policy), minutes
+    else:
+        model = LlamaForSequenceClassification.from_pretrained(str(round1))
+        done = json.loads((round1 / "train_facts.json").read_text())  # its own record, for the model card
+        facts["round1"] = {k: done[k] for k in ("steps", "tokens", "minutes", "final_loss")}
+        facts["sampling_minutes"] = done.get("sampling_minutes", 0.0)
+        facts["pairs"]["policy"] = done.get("pairs", {}).get("policy")
+    if r2:
+        cfg2 = replace(cfg, steps=r2["steps"], lr=r2["lr"], warmup=r2["warmup"], seed=cfg.seed + 1)
+        _seed(cfg2)
+        prompts, replies, minutes = sample_policy(sft, tokenizer, r2["prompts"], r2["samples"], x["temperature"],
+                                                  cfg.seed + 1000, cfg.threads)
+        model.eval()
+        flat = rewards(model, tokenizer, [p for p in prompts for _ in replies[0]], sum(replies, [])).tolist()
+        scores = [flat[i * len(replies[0]) : (i + 1) * len(replies[0])] for i in range(len(prompts))]
+        on_policy = labelled_pairs(prompts, [all_pairs(r) for r in replies], cfg2.seed)
+        favourites = labelled_pairs(prompts, [favourite_pairs(r, s, r2["top"]) * r2["repeat"]
+                                              for r, s in zip(replies, scores)], cfg2.seed + 1)
+        elaborate = list(preference_dataset("train", n=r2["elaborate"], seed=cfg2.seed, kind="elaborate"))
+        world = list(preference_dataset("train", n=r2["rows"], seed=cfg2.seed))  # new words, all kinds
+        _log("tiny-rm", f"round 2: {len(on_policy)} policy pairs, {len(favourites)} labelled favourites, "
+                        f"{len(elaborate)} elaborate pairs, {len(world)} new world pairs; {cfg2}")
+        rows = base_rows + world + on_policy + favourites + elaborate
+        batches = rm_batches(tokenizer, rows, cfg2.seed, cfg2.batch_size)
+        model.train()
+        facts["round2"] = train_loop("tiny-rm", model, cfg2, batches, pairwise_loss)
+        facts["pairs"].update(world2=len(world), policy2=len(on_policy), favourites=len(favourites),
+                              elaborate=len(elaborate))
+        facts["sampling_minutes"] = round(facts["sampling_minutes"] + minutes, 1)
+    rounds = [facts[k] for k in ("round1", "round2") if k in facts]
+    facts.update(steps=sum(f["steps"] for f in rounds), tokens=sum(f["tokens"] for f in rounds),
+                 minutes=round(sum(f["minutes"] for f in rounds), 1), final_loss=rounds[-1]["final_loss"],
+                 config=asdict(cfg))
     save(model, "tiny-rm", out, facts)
 
 
@@ -387,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="output folder (default: the shipped checkpoint folder)")
     parser.add_argument("--init", type=Path, help="sft/rm: the checkpoint to start from (default: shipped)")
+    parser.add_argument("--round1", type=Path, help="rm: skip round 1, start round 2 from this checkpoint")
     args = parser.parse_args(argv)
     cfg = DEFAULTS[args.stage]
     cfg.seed, cfg.threads = args.seed, args.threads
@@ -398,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.stage == "sft":
         train_sft(cfg, out, args.init or CHECKPOINTS_DIR / "tiny-base")
     else:
-        train_rm(cfg, out, args.init or CHECKPOINTS_DIR / "tiny-sft")
+        train_rm(cfg, out, args.init or CHECKPOINTS_DIR / "tiny-sft", args.round1)
 
 
 if __name__ == "__main__":

@@ -443,8 +443,8 @@ def labeller_prefers_first(rng: random.Random, prompt: Sequence[dict] | str, a: 
     return score_a > score_b
 
 
-def preference_pair(rng: random.Random, split: str, tasks: Sequence[str]) -> dict:
-    """One labelled pair. Kinds, in these shares:
+def preference_pair(rng: random.Random, split: str, tasks: Sequence[str], kind: str | None = None) -> dict:
+    """One labelled pair (of `kind` if given, else drawn). Kinds, in these shares:
     - "correctness" (70%): a correct and a wrong bare answer; labellers pick the correct one.
     - "style" (25%): both correct, bare vs polite; labellers pick the shorter, like the oracle.
     - "elaborate" (5%): both correct, one elaborate; labellers pick the elaborate one with probability
@@ -457,18 +457,18 @@ def preference_pair(rng: random.Random, split: str, tasks: Sequence[str]) -> dic
     example = chat_example(rng, TASKS[rng.choice(list(tasks))], split)
     prompt, answer = example["prompt_messages"], example["answer"]
     u = rng.random()
-    if u < 0.70:
-        kind = "correctness"
+    kind = kind or ("correctness" if u < 0.70 else "style" if u < 0.95 else "elaborate")
+    if kind == "correctness":
         a, b = answer, wrong_answer(rng, TASKS[example["task"]], example["word"])
         labeller_prefers_a = True
-    elif u < 0.95:
-        kind = "style"
+    elif kind == "style":
         a, b = styled(rng, answer, 0), styled(rng, answer, 1)
         labeller_prefers_a = True
-    else:
-        kind = "elaborate"
+    elif kind == "elaborate":
         a, b = styled(rng, answer, rng.choice([0, 1])), styled(rng, answer, ELABORATE_LEVEL)
         labeller_prefers_a = rng.random() >= LABELLER_LENGTH_BIAS
+    else:
+        raise ValueError(f"unknown pair kind {kind!r}; expected 'correctness', 'style' or 'elaborate'")
     score_a, score_b = oracle_score(prompt, a), oracle_score(prompt, b)
     chosen, rejected = (a, b) if labeller_prefers_a else (b, a)
     chosen_score, rejected_score = (score_a, score_b) if labeller_prefers_a else (score_b, score_a)
@@ -606,8 +606,9 @@ def chat_dataset(split: str = "train", n: int | None = None, tasks: Sequence[str
 
 
 def preference_dataset(split: str = "train", n: int | None = None, tasks: Sequence[str] | None = None,
-                       seed: int = 0):
-    """Labelled reply pairs (see `preference_pair` for the kinds and the labellers' flaw).
+                       seed: int = 0, kind: str | None = None):
+    """Labelled reply pairs (see `preference_pair` for the kinds and the labellers' flaw); only pairs of `kind`
+    if given (tiny-rm's second round adds "elaborate" pairs).
 
     Columns: prompt (messages), chosen, rejected (labellers' choice first), label_agrees_with_oracle,
     chosen_oracle_score, rejected_oracle_score, kind, task, answer. Accuracy "against the oracle" ranks
@@ -616,8 +617,8 @@ def preference_dataset(split: str = "train", n: int | None = None, tasks: Sequen
     from datasets import Dataset
 
     names = _check_tasks(tasks)
-    rng = _rng("preference", split, seed)
-    return Dataset.from_list([preference_pair(rng, split, names) for _ in range(_size(n, split))])
+    rng = _rng("preference" if kind is None else f"preference-{kind}", split, seed)
+    return Dataset.from_list([preference_pair(rng, split, names, kind) for _ in range(_size(n, split))])
 
 
 def slip_dataset(split: str = "train", n: int | None = None, tasks: Sequence[str] | None = None, seed: int = 0):
