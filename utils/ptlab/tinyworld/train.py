@@ -312,9 +312,9 @@ def sample_policy(sft: Path, tokenizer, n_prompts: int, samples: int, temperatur
                   threads: int) -> tuple[list, list[list[str]], float]:
     """`samples` replies of tiny-sft (in folder `sft`) to each of n_prompts training prompts, at `temperature`.
 
-    Sampling is most of a rebuild's time (4,000 x 8 replies: 11.5 min on 2 threads), so the replies are kept
-    in runs/ under a name made of the arguments and the checkpoint's hash: a second build with another data
-    mix or more steps reuses them, and gets what a fresh build would (same seed, same thread count).
+    Sampling is a large part of a rebuild (32,000 replies: 5 min on 2 idle threads, 11.5 on busy cores), so
+    the replies are kept in runs/ under a name made of the arguments and the checkpoint's hash: a second build
+    with another data mix or more steps reuses them, and gets what a fresh build would (same seed, threads).
     Returns the prompts (n_prompts chats), their replies (n_prompts lists of `samples`) and the minutes the
     sampling took (when it ran, cached or not).
     """
