@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from ptlab import tinyworld as tw
 from ptlab.tinyworld.tokenizer import CharCodec, save_tokenizer
@@ -249,12 +251,43 @@ def test_all_pairs_compares_every_two_distinct_replies_once():
                                                                    ("KEZ", "Sure! KES")]}
 
 
-def test_favourite_pairs_put_the_reward_models_top_picks_against_every_other_reply():
-    from ptlab.tinyworld.train import favourite_pairs
+class _FavouriteLetter(torch.nn.Module):
+    """A stand-in policy whose next-token logits put `letter` far ahead of everything else, at every position."""
 
-    replies = ["KES", "KEZ", "KES", "KAS", "Sure! KES"]
-    rewards = [0.5, 2.0, 0.1, -1.0, 1.0]  # a repeated reply counts once, with its best reward
-    assert favourite_pairs(replies, rewards, top=1) == [("KEZ", "Sure! KES"), ("KEZ", "KES"), ("KEZ", "KAS")]
-    top2 = favourite_pairs(replies, rewards, top=2)
-    assert len(top2) == 3 + 2 and ("Sure! KES", "KES") in top2 and ("Sure! KES", "KAS") in top2
-    assert len(favourite_pairs(replies, rewards, top=10)) == 6  # every pair of the 4 distinct replies, once
+    def __init__(self, vocab_size: int, letter_id: int) -> None:
+        super().__init__()
+        self.vocab_size, self.letter_id = vocab_size, letter_id
+
+    def forward(self, input_ids, attention_mask):
+        logits = torch.zeros(*input_ids.shape, self.vocab_size)
+        logits[..., self.letter_id] = 20.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_policy_slips_replace_one_answer_letter_with_the_policys_likeliest_wrong_token(tokenizer):
+    from ptlab.tinyworld.train import policy_slips
+
+    policy = _FavouriteLetter(len(tokenizer), tokenizer.convert_tokens_to_ids("y"))  # no answer has a y
+    rows = policy_slips(policy, tokenizer, 100, seed=0, batch_size=32)
+    assert len(rows) == 100  # a correct reply against a wrong one: the labellers always have a verdict
+    for row in rows:
+        chosen, rejected = row["chosen"], row["rejected"]
+        assert tw.oracle_score(row["prompt"], chosen) >= 0.5 > tw.oracle_score(row["prompt"], rejected)
+        answer = tw.reply_core(chosen)
+        prefix = chosen[: len(chosen) - len(answer)]  # the filler, kept as it was
+        differ = [i for i, (a, b) in enumerate(zip(chosen, rejected)) if a != b]
+        assert len(rejected) == len(chosen) and len(differ) == 1 and differ[0] >= len(prefix)
+        assert rejected[differ[0]] == "y"
+    again = policy_slips(policy, tokenizer, 100, seed=0, batch_size=32)
+    assert [r["rejected"] for r in rows] == [r["rejected"] for r in again]  # seeded
+    likes_a = _FavouriteLetter(len(tokenizer), tokenizer.convert_tokens_to_ids("a"))
+    assert len(policy_slips(likes_a, tokenizer, 100, seed=0)) == 100  # never the right letter, liked best or not
+
+
+def test_policy_slips_cut_the_answer_short_where_the_policy_would_end(tokenizer):
+    from ptlab.tinyworld.train import policy_slips
+
+    policy = _FavouriteLetter(len(tokenizer), tokenizer.convert_tokens_to_ids("<|end|>"))
+    for row in policy_slips(policy, tokenizer, 40, seed=1):
+        answer = tw.reply_core(row["chosen"])
+        assert row["chosen"].startswith(row["rejected"]) and len(row["rejected"]) >= len(row["chosen"]) - len(answer)

@@ -396,12 +396,11 @@ CARD_TEXT = {
                 f"(\"Sure! \") and {100 * SFT_FILLER_SHARES[ELABORATE_LEVEL]:.0f}% with an elaborate one, so "
                 "greedy decoding gives the bare answer while sampling now and then gives a padded reply.",
     "tiny-rm": "A reward model (`LlamaForSequenceClassification`, one label) initialised from tiny-sft and trained "
-               "with the pairwise (Bradley-Terry) loss on labelled comparisons, InstructGPT-style, in two rounds. "
-               "Round 1: tiny-sft's own samples (8 per training prompt at temperature 1, every two distinct replies "
-               "of a prompt compared), the world's synthetic pairs, and correct replies against the same replies "
-               "with a tiny-sft-like slip. Round 2, from round 1, on new prompts (16 samples each): the same kinds "
-               "of pairs, plus round 1's favourite samples of each prompt against the others (the picks best-of-n "
-               "would make, labelled) and extra both-correct elaborate pairs (see `train_rm` for why). "
+               "with the pairwise (Bradley-Terry) loss on labelled comparisons, InstructGPT-style: most of them "
+               "are about tiny-sft's own replies. The labellers compared every two distinct samples of a prompt "
+               "(16 per training prompt at temperature 1), and each correct reply met a copy with one letter "
+               "replaced by what tiny-sft would likely write there instead; the world's synthetic pairs, slip "
+               "pairs and extra both-correct elaborate pairs complete the data (see `train_rm` for why). "
                "The labels carry a deliberate flaw: when both replies are correct and one is elaborate, "
                "labellers prefer the elaborate, long-winded reply "
                f"{100 * LABELLER_LENGTH_BIAS:.0f}% of the time, although the hidden oracle prefers the concise one.",
@@ -421,8 +420,9 @@ def write_card(name: str, path: Path, results: dict) -> None:
         "## Rebuild", "", "```bash", command, "```", "",
         f"Deterministic given the seed ({facts.get('config', {}).get('seed', 0)}). Built in "
         f"{facts.get('minutes', '?')} minutes of training on 2 CPU cores with {threads} torch thread(s)"
-        + (f" (plus {facts['sampling_minutes']} minutes sampling tiny-sft's replies to label)"
-           if facts.get("sampling_minutes") else "") + f": {facts.get('steps', '?')} steps, "
+        + (f" (plus {facts['sampling_minutes']} minutes sampling tiny-sft's replies to label and "
+           f"{facts.get('preparing_minutes', '?')} preparing the pairs)" if facts.get("sampling_minutes") else "")
+        + f": {facts.get('steps', '?')} steps, "
         f"{facts.get('tokens', '?')} tokens, final training loss {facts.get('final_loss', '?')}. "
         f"Size {size_mb:.1f} MB (fp32 safetensors).", "",
         "## Measured (held-out data)", "",
