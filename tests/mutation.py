@@ -7,7 +7,13 @@ graded cells lost their points as nbgrader scores them: an error, or stderr left
 library-noise filter. Mutants run from the last solution cell to the first, so each rerun rebuilds from
 the original code everything that later cells define, and cells above the mutant keep their first run's
 outcome (a mistake cannot reach back). A mutant passes when it loses points in its own cells (by default
-the graded cells between its solution cell and the next) and in no other.
+the graded cells between its solution cell and the next) and in no other. A `variant` is the opposite: a
+correct solution written another way (other wording of an error, another loop order), which must lose
+nothing.
+
+The same kernel then restores the solution, runs the rest of the notebook (the experiments) and re-runs
+every graded cell: `results["rerun"]` names those that fail when a student re-runs them at the end (a later
+cell rebinding a name a test reads).
 
 Fast mode and NBGRADER_EXECUTION are set as the autograder sets them; one thread per kernel.
 """
@@ -29,10 +35,16 @@ class Mutant:
     name: str  # what the student got wrong, in a few words (unique within a lab)
     edits: tuple[tuple[str, str], ...]  # (exact text in the solution, what the mistaken student wrote)
     own: tuple[str, ...] = ()  # graded cells it may lose points in; () = all of its exercise's cells
+    correct: bool = False  # a correct variant: must lose no points at all
 
 
 def mutant(cell: str, name: str, *edits: tuple[str, str], own: tuple[str, ...] = ()) -> Mutant:
     return Mutant(cell, name, tuple(edits), own)
+
+
+def variant(cell: str, name: str, *edits: tuple[str, str]) -> Mutant:
+    """A correct solution written another way: it must keep full marks."""
+    return Mutant(cell, name, tuple(edits), correct=True)
 
 
 def notebook(lab: str) -> nbformat.NotebookNode:
@@ -83,6 +95,7 @@ def lost_points(lab: str, mutants: list[Mutant], timeout: int = 300) -> dict[str
     nb = notebook(lab)
     code = [c for c in nb.cells if c.cell_type == "code"]
     part = code[: max(i for i, c in enumerate(code) if _is_test(c)) + 1]
+    rest = code[len(part) :]
     position = {_meta(c)["grade_id"]: i for i, c in enumerate(part) if _meta(c).get("solution")}
     tests = [c for c in part if _is_test(c)]
     client = NotebookClient(
@@ -110,13 +123,25 @@ def lost_points(lab: str, mutants: list[Mutant], timeout: int = 300) -> dict[str
             for cell in part[start + 1 :]:
                 run(cell)
             results[m.name] = {_meta(c)["grade_id"] for c in tests if _lost(c)}
+        if mutants:  # restore the solution's definitions before the experiments run on them
+            for cell in part[min(position[m.cell] for m in mutants) :]:
+                run(cell)
+        for cell in rest:
+            run(cell)
+        for cell in tests:
+            run(cell)
+        results["rerun"] = {_meta(c)["grade_id"] for c in tests if _lost(c)}
     return results
 
 
 def check(lab: str, results: dict[str, set[str]], m: Mutant) -> None:
-    """Assert that `m` lost points in at least one of its own graded cells and in no other."""
-    own = own_cells(notebook(lab), m)
+    """Assert that `m` lost points in at least one of its own graded cells and in no other (a correct
+    variant: in none)."""
     lost = results[m.name]
+    if m.correct:
+        assert not lost, f"{m.name} is correct but lost points in {sorted(lost)}"
+        return
+    own = own_cells(notebook(lab), m)
     assert lost, f"{m.name} earned full marks: no test of {sorted(own)} catches it"
     assert lost <= own, (
         f"{m.name} also lost points in {sorted(lost - own)}, outside its exercise {sorted(own)}"

@@ -10,7 +10,7 @@ Slow: 83 tests in about 3.3 minutes on 2 shared cores (2026-12-04).
 from __future__ import annotations
 
 import pytest
-from mutation import Mutant, apply, check, lost_points, mutant, notebook, own_cells
+from mutation import Mutant, apply, check, lost_points, mutant, notebook, own_cells, variant  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -608,7 +608,14 @@ def test_the_unchanged_solution_passes_every_graded_cell(results, lab):
     ids=lambda x: x if isinstance(x, str) else x.name,
 )
 def test_mutant_loses_points_in_its_own_exercise_only(results, lab, m: Mutant):
+    """A wrong implementation loses points in its own exercise only; a correct variant keeps full marks."""
     check(lab, results(lab), m)
+
+
+@pytest.mark.parametrize("lab", sorted(MUTANTS))
+def test_every_graded_cell_passes_again_after_the_whole_notebook(results, lab):
+    """A student who runs the whole notebook, experiments included, then re-runs a test cell sees it pass."""
+    assert results(lab)["rerun"] == set(), f"re-run after the whole notebook fails: {sorted(results(lab)['rerun'])}"
 
 
 def test_a_harmless_edit_loses_no_points_and_fails_the_check(results):
