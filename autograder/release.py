@@ -128,19 +128,23 @@ def generate(labs: list[str], out: Path = LABS, db: Path | None = None) -> None:
     """Write the release of each lab to `out/LAB/`; raise with nbgrader's log if it fails.
 
     nbgrader writes into `ROOT/labs`, so a release elsewhere runs in a scratch course root holding a
-    copy of `solutions/`.
+    copy of those labs' `solutions/` folders. nbgrader's start-up is most of a release's time, so one
+    process releases every lab of its course root (assignment id '*') where that is what is asked.
     """
     with tempfile.TemporaryDirectory() as tmp:
         root = ROOT
         if Path(out).resolve() != LABS.resolve():
             root = Path(tmp) / "course"
-            shutil.copytree(ROOT / "solutions", root / "solutions")
+            for lab in labs:
+                shutil.copytree(ROOT / "solutions" / lab, root / "solutions" / lab)
         db = db or Path(tmp) / "gradebook.db"
-        for lab in labs:
-            result = nbgrader(["generate_assignment", lab, "--force", "--create"], root, db)
+        everything = root != ROOT or set(labs) == set(lab_names())
+        for assignment in ["*"] if everything else labs:
+            result = nbgrader(["generate_assignment", assignment, "--force", "--create"], root, db)
             if result.returncode != 0:
-                raise RuntimeError(f"nbgrader generate_assignment {lab} failed:\n{result.stdout}\n{result.stderr}")
-            if root != ROOT:
+                raise RuntimeError(f"nbgrader generate_assignment {assignment} failed:\n{result.stdout}\n{result.stderr}")
+        if root != ROOT:
+            for lab in labs:
                 shutil.rmtree(Path(out) / lab, ignore_errors=True)
                 shutil.copytree(root / "labs" / lab, Path(out) / lab)
 

@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -28,11 +27,17 @@ def test_every_lab_has_a_source_and_a_release():
         assert (LABS / lab / f"{lab}.ipynb").exists(), f"labs/{lab} is missing: run python -m autograder.release {lab}"
 
 
+@pytest.fixture(scope="module")
+def fresh_release(tmp_path_factory) -> Path:
+    """Every lab released by nbgrader from its source into a scratch folder (one nbgrader process)."""
+    out = tmp_path_factory.mktemp("release")
+    generate(lab_names(), out=out)
+    return out
+
+
 @pytest.mark.parametrize("lab", lab_names())
-def test_labs_equal_a_fresh_nbgrader_release(lab):
-    with tempfile.TemporaryDirectory() as tmp:
-        generate([lab], out=Path(tmp))
-        fresh = _cells(Path(tmp) / lab / f"{lab}.ipynb")
+def test_labs_equal_a_fresh_nbgrader_release(fresh_release, lab):
+    fresh = _cells(fresh_release / lab / f"{lab}.ipynb")
     shipped = _cells(LABS / lab / f"{lab}.ipynb")
     assert shipped == fresh, f"labs/{lab} differs from its source: run python -m autograder.release {lab}"
 

@@ -168,6 +168,7 @@ def _readme_setup_command(bundle: Path) -> str:
 def test_bundle_installs_with_its_readme_command_and_runs_lab_00(bundle):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_CONFIG_PATH")}
     env["HF_HUB_OFFLINE"] = "1"
+    env["PIP_COMPILE"] = "0"  # pip's --no-compile: byte-compiling every installed module is minutes of CPU
     setup = subprocess.run(["bash", "-c", _readme_setup_command(bundle)], cwd=bundle, env=env, capture_output=True,
                            text=True, timeout=1800)
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
