@@ -34,7 +34,6 @@ import contextlib
 import csv
 import json
 import os
-import re
 import resource
 import select
 import shutil
@@ -44,7 +43,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
