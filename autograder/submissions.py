@@ -10,8 +10,8 @@ Three layouts are read, mixed freely in one folder (or one .zip of it):
   `name_LATE_USERID_SUBMISSIONID_file.ipynb`, a re-upload of the same file `file-1.ipynb` (the student is
   `name`, `USERID` the id Canvas's gradebook import matches on).
 
-A student with several notebooks is graded on the latest (highest Canvas submission id, then highest
-`-N` re-upload suffix; in a folder, the one named `LAB.ipynb`, else the newest). Every file that is not
+A student with several notebooks is graded on the one named after the lab, the latest of those (highest
+Canvas submission id, then highest `-N` re-upload suffix; in a folder, the newest). Every file that is not
 graded is listed with the reason (`Collected.unused`), so a loose notebook never vanishes silently.
 """
 
@@ -110,7 +110,7 @@ def _add(collected: Collected, sub: Submission) -> None:
 def collect(folder: Path, lab: str) -> Collected:
     """Every student's submission in `folder` (any mix of the three layouts) and every unused file."""
     collected = Collected()
-    canvas: dict[str, list[tuple[tuple[int, int], Path, re.Match]]] = {}
+    canvas: dict[str, list[tuple[tuple[bool, int, int], Path, re.Match]]] = {}
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.name == "__MACOSX":
             continue
@@ -129,7 +129,8 @@ def collect(folder: Path, lab: str) -> Collected:
         why = _ignored(entry)
         match = CANVAS.match(entry.name)
         if why is None and match:
-            order = (int(match.group("submission")), _resubmission(Path(match.group("file")).stem))
+            stem = Path(match.group("file")).stem  # a notebook named after the lab wins over any other
+            order = (RESUBMISSION.sub("", stem) == lab, int(match.group("submission")), _resubmission(stem))
             canvas.setdefault(match.group("user"), []).append((order, entry, match))
         elif why is None:
             collected.unused.append((entry.name, "a loose notebook: not named like a Canvas download "
@@ -139,8 +140,9 @@ def collect(folder: Path, lab: str) -> Collected:
     for user, files in canvas.items():
         files.sort(key=lambda item: item[0])
         _, latest, match = files[-1]
-        for _, older, _ in files[:-1]:
-            collected.unused.append((older.name, f"an earlier submission of {match.group('name')}; graded {latest.name}"))
+        for order, older, _ in files[:-1]:
+            what = "an earlier submission" if order[0] == files[-1][0][0] else "another upload"
+            collected.unused.append((older.name, f"{what} of {match.group('name')}; graded {latest.name}"))
         _add(collected, Submission(safe_id(match.group("name")), latest, bool(match.group("late")), user,
                                    match.group("name"), latest.name))
     collected.submissions = dict(sorted(collected.submissions.items()))

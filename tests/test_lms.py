@@ -180,3 +180,11 @@ def test_the_scan_allows_settings_honest_notebooks_write(code):
 ])
 def test_the_scan_still_flags_tampering(code):
     assert scan.scan_source(code) != []
+
+
+def test_a_canvas_notebook_named_after_the_lab_wins_over_another_upload(tmp_path):
+    _touch(tmp_path / f"ann_11_100_{LAB}.ipynb")
+    _touch(tmp_path / "ann_11_101_scratch.ipynb")
+    found = collect(tmp_path, LAB)
+    assert found.submissions["ann"].notebook.name == f"ann_11_100_{LAB}.ipynb"
+    assert "another upload of ann" in dict(found.unused)["ann_11_101_scratch.ipynb"]
