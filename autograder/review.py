@@ -164,6 +164,7 @@ def decide(lab_out: Path, student: str, approve: list[str] | None = None, reject
     update grades.csv, the feedback and any export. Returns the new review state."""
     from autograder import export
 
+    lab_out = Path(lab_out).resolve()  # nbgrader wants an absolute course root
     folder, state = _load(lab_out, student)
     decisions = state.setdefault("decisions", {})
     if approve is not None:
@@ -173,9 +174,9 @@ def decide(lab_out: Path, student: str, approve: list[str] | None = None, reject
         decisions.update(dict.fromkeys(approve or state["withheld"], "approved"))
     if reject:
         decisions.update({g: "rejected" for g in state["withheld"] if g not in decisions})
+    _regenerate_feedback(lab_out, folder, state)  # first: if nbgrader fails, nothing else has changed
     (folder / "review.json").write_text(json.dumps(state, indent=1))
     _update_csv(lab_out, state)
-    _regenerate_feedback(lab_out, folder, state)
     export.refresh(lab_out)
     return state
 
