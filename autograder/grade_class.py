@@ -557,8 +557,10 @@ def grade_class(submissions: Path, lab: str, out: Path = Path("grades"), workers
         write_outputs(results, max_scores, found.unused, scratch, lab, lab_out)
         if not quiet:
             print(report(results, max_scores, found.unused, lab_out))
-            print(f"\ngraded {len(results)} submissions of {lab} in {elapsed:.1f} s with {workers} worker(s): "
-                  f"{60 * len(results) / max(elapsed, 1e-9):.2f} submissions/min; grades in {lab_out / 'grades.csv'}")
+            notebooks = sum(s.notebook is not None for s in found.submissions.values())
+            rate = f": {60 * notebooks / elapsed:.2f} notebooks/min" if notebooks else ""
+            print(f"\ngraded {notebooks} notebooks of {len(results)} students of {lab} in {elapsed:.1f} s with "
+                  f"{workers} worker(s){rate}; grades in {lab_out / 'grades.csv'}")
         return results
     finally:
         if keep:
