@@ -5,7 +5,8 @@ Lab 00 has five graded cells worth 2, 2, 1, 2 and 3 points. Each student below s
 breaks. The download mixes the layouts a TA meets: folders named after students, a Moodle folder
 (grace) and Canvas flat files (ruth: late, resubmitted, an honest solution with a stray `import inspect`
 that the scan flags), beside a stray `notes.txt`; ruth's flag is then reviewed (approve, reject).
-Slow: about two and a half minutes on 2 cores.
+Slow: about four minutes on 2 shared cores (with tests/test_lms.py and tests/test_student_messages.py: 49 tests
+in 4 min 20 s, 2026-12-07).
 """
 
 import csv
