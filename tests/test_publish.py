@@ -153,7 +153,8 @@ def test_student_pyproject_has_the_lab_extra_the_jupyter_config_and_no_dev(bundl
     assert set(project["project"]["optional-dependencies"]) == {"lab"}
     files = project["tool"]["setuptools"]["data-files"]
     for where, what in files.items():
-        assert where.startswith("etc/jupyter/") and all((bundle / f).exists() for f in what)
+        assert (where + "/").startswith("etc/jupyter/") and all((bundle / f).exists() for f in what)
+    assert files["etc/jupyter"] == ["jupyter/nbgrader_config.py"], "Validate's count of passed and failed cells"
     assert "pytest" not in project.get("tool", {})
 
 
