@@ -1,11 +1,20 @@
 """Autograde a whole class, in parallel, one private nbgrader course per student.
 
-    python -m autograder.grade_class SUBMISSIONS LAB [--workers N] [--out DIR]
+    python -m autograder.grade_class SUBMISSIONS LAB [--workers N] [--out OUT]
 
-SUBMISSIONS is a folder (or a .zip of one) with one sub-folder per student, each holding the student's
-`LAB.ipynb` (anywhere below it; nbgrader's `submitted/STUDENT/LAB/LAB.ipynb` layout works too).
-Writes `DIR/grades.csv` (one row per student, one column per graded cell, totals, status) and
-`DIR/feedback/STUDENT.html` (per-cell results, hidden tests removed).
+SUBMISSIONS is a folder (or a .zip of one): a sub-folder per student holding the student's `LAB.ipynb`
+(anywhere below it; nbgrader's `submitted/STUDENT/LAB/LAB.ipynb` layout works too), a Canvas bulk
+download (flat `name_USERID_SUBMISSIONID_file.ipynb` files, `_LATE_` marked late, the latest re-upload
+graded) or a Moodle one (a folder per student, `Full Name_ID_assignsubmission_file_`), mixed freely;
+autograder/submissions.py reads them. Every file not graded is printed with the reason.
+
+Everything goes under `OUT/LAB/` (OUT defaults to `grades`), so labs never overwrite each other:
+`grades.csv` (one row per student: name, LMS id, late, one column per graded cell, totals, status),
+`exercises.csv` (per graded cell: mean points and share at full marks over the students who handed in a
+notebook; also printed), `feedback/STUDENT.html` (per-cell results, hidden tests removed, withheld
+points explained), `unused.csv` (the files not graded, and why) and, for each flagged student,
+`review/STUDENT/` for `python -m autograder.review` (instructor-only: it holds hidden tests).
+`python -m autograder.export OUT/LAB --lms canvas|moodle` writes the LMS gradebook file.
 
 Isolation: every student is graded in a scratch course root with its own copy of the gradebook, in a
 sandboxed kernel (autograder/sandbox.py; `--unsafe` grades without it where bubblewrap cannot run),
@@ -23,8 +32,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import os
-import re
 import resource
 import select
 import shutil
@@ -34,14 +43,14 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import LABS, ROOT, SOLUTIONS, integrity, lab_names, sandbox, scan
+from autograder import LABS, ROOT, SOLUTIONS, integrity, lab_names, review, sandbox, scan
 from autograder.preprocessors import course_settings, reset_settings
 from autograder.release import config_env, nbgrader
+from autograder.submissions import Submission, collect, safe_id, unpack  # noqa: F401 - safe_id re-exported
 
 
 @dataclass
@@ -55,6 +64,10 @@ class Result:
     seconds: float = 0.0
     feedback: Path | None = None
     errors: list[str] = field(default_factory=list)  # errors raised by ordinary (non-graded) cells
+    late: bool = False  # the LMS marked the submission late
+    lms_id: str = ""  # Canvas user id / Moodle participant id, for the LMS export
+    name: str = ""  # the student's name as the download spells it
+    review: dict | None = None  # review.json of a flagged student (autograder/review.py)
 
     @property
     def total(self) -> float:
@@ -63,29 +76,6 @@ class Result:
     @property
     def max_total(self) -> float:
         return sum(self.max_scores.values())
-
-
-def safe_id(name: str) -> str:
-    """A student id nbgrader and file systems accept: letters, digits, '.', '_' and '-'."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip("._") or "student"
-
-
-def collect(submissions: Path, lab: str, scratch: Path) -> dict[str, Path | None]:
-    """Map student id -> their notebook (None when the folder holds none) from a folder or zip."""
-    if submissions.suffix == ".zip":
-        unpacked = scratch / "unzipped"
-        with zipfile.ZipFile(submissions) as archive:
-            archive.extractall(unpacked)
-        entries = [p for p in unpacked.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-        submissions = entries[0] if len(entries) == 1 and entries[0].is_dir() and not list(entries[0].glob("*.ipynb")) else unpacked
-    if not submissions.is_dir():
-        raise SystemExit(f"SUBMISSIONS should be a folder or a .zip of one, got {submissions}")
-    found: dict[str, Path | None] = {}
-    for folder in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        notebooks = [p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
-        named = [p for p in notebooks if p.stem == lab]
-        found[safe_id(folder.name)] = (named or notebooks or [None])[0]
-    return found
 
 
 def prepare_gradebook(lab: str, scratch: Path) -> Path:
@@ -204,11 +194,12 @@ def _errors_outside_tests(path: Path) -> list[str]:
     return errors_outside_tests(nbformat.read(path, as_version=4)) if path.exists() else []
 
 
-def withheld_tests(findings: list[scan.Finding], nb, tests: list[str]) -> list[str]:
-    """Test cells whose points wait for a TA: for each flagged cell, the tests of the next exercise."""
+def withheld_tests(findings: list[scan.Finding], nb, tests: list[str]) -> dict[str, list[scan.Finding]]:
+    """Test cells whose points wait for a TA: for each flagged cell, the tests of the next exercise;
+    {grade_id: the findings that withhold it}, in notebook order."""
     from autograder.integrity import grade_id
 
-    held: list[str] = []
+    held: dict[str, list[scan.Finding]] = {}
     for index in sorted({f.index for f in findings}):
         collected: list[str] = []
         for cell in nb.cells[index:]:
@@ -217,7 +208,8 @@ def withheld_tests(findings: list[scan.Finding], nb, tests: list[str]) -> list[s
                 collected.append(gid)
             elif collected and cell.metadata.get("nbgrader", {}).get("solution"):
                 break
-        held += [g for g in collected if g not in held]
+        for gid in collected:
+            held.setdefault(gid, []).extend(f for f in findings if f.index == index)
     return held
 
 
@@ -263,9 +255,9 @@ def _prepare(notebook: Path, lab: str, target: Path):
     return source, submitted, tests, findings, tokens
 
 
-def _review(path: Path, source, submitted, tests, findings, tokens) -> tuple[list[str], list[str]]:
+def _review(path: Path, source, submitted, tests, findings, tokens) -> tuple[list[str], dict[str, str]]:
     """After autograding: read the integrity verdicts, strip the checks and any quoted hidden-test line
-    from the autograded notebook (the feedback is made from it); return (flags, cells scored 0)."""
+    from the autograded notebook (the feedback is made from it); return (flags, {cell scored 0: why})."""
     import nbformat
 
     executed = nbformat.read(path, as_version=4)
@@ -281,8 +273,19 @@ def _review(path: Path, source, submitted, tests, findings, tokens) -> tuple[lis
         flags.append(f"integrity: {_summary(list(broken.values()), 2)}")
     if leaked:
         flags.append(f"{leaked} output(s) quoted hidden tests (removed from the feedback)")
-    zeroed = list(broken) + [g for g in withheld_tests(findings, submitted, tests) if g not in broken]
+    zeroed = {gid: f"the test helpers were changed around this cell ({why})" for gid, why in broken.items()}
+    for gid, found in withheld_tests(findings, submitted, tests).items():
+        zeroed.setdefault(gid, "the static scan flagged " + _summary([str(f) for f in found]))
     return flags, zeroed
+
+
+def flagged_cells(submitted, findings: list[scan.Finding]) -> list[dict]:
+    """The code of every flagged cell, with the flagged line numbers, for the reviewing TA."""
+    lines: dict[int, set[int]] = {}
+    for f in findings:
+        lines.setdefault(f.index, set()).add(f.line)
+    return [{"name": scan.cell_name(submitted.cells[i], i), "source": submitted.cells[i].source,
+             "lines": sorted(lines[i])} for i in sorted(lines) if 0 <= i < len(submitted.cells)]
 
 
 def _run_app(app_class, argv: list[str]) -> int:
@@ -317,12 +320,19 @@ def run_job(job_path: Path) -> int:
         return code
     autograded = root / "autograded" / student / lab / f"{lab}.ipynb"
     flags, zeroed = _review(autograded, *prepared)
-    withheld = {}
+    state = None
     if flags:
-        graded = read_grades(db, lab, student)
-        withheld = {gid: graded[0].get(gid, 0.0) for gid in zeroed} if graded else {}
-        _set_scores(db, lab, student, zeroed)
-    (root / "result.json").write_text(json.dumps({"flags": flags, "zeroed": zeroed, "withheld": withheld}))
+        import nbformat
+
+        scores, maxima = read_grades(db, lab, student) or ({}, {})
+        state = {"student": student, "lab": lab, "flags": flags, "reasons": zeroed, "max": maxima,
+                 "withheld": {gid: scores.get(gid, 0.0) for gid in zeroed},
+                 "cells": flagged_cells(prepared[1], prepared[3]), "decisions": {}}
+        _set_scores(db, lab, student, list(zeroed))
+        nb = nbformat.read(autograded, as_version=4)
+        review.annotate(nb, state)  # the feedback says which points wait for a TA, and why
+        nbformat.write(nb, autograded)
+    (root / "result.json").write_text(json.dumps({"flags": flags, "zeroed": list(zeroed), "state": state}))
     return _run_app(GenerateFeedbackApp, [lab, "--student", student, "--force", *course])
 
 
@@ -334,9 +344,19 @@ def worker_env(cell_timeout: int, threads: int) -> dict[str, str]:
     return env
 
 
-def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, scratch: Path,
+def grade_one(submission: Submission, lab: str, master_db: Path | None, scratch: Path,
               cell_timeout: int, timeout: float, mem_bytes: int, max_scores: dict[str, float],
               threads: int = 1, sandboxed: bool = True, index: int = 0, worker: Worker | None = None) -> Result:
+    """Autograde one student (`grade_submission`) and carry over what the download says about them."""
+    result = grade_submission(submission.student, submission.notebook, lab, master_db, scratch, cell_timeout,
+                              timeout, mem_bytes, max_scores, threads, sandboxed, index, worker)
+    result.late, result.lms_id, result.name = submission.late, submission.lms_id, submission.name
+    return result
+
+
+def grade_submission(student: str, notebook: Path | None, lab: str, master_db: Path | None, scratch: Path,
+                     cell_timeout: int, timeout: float, mem_bytes: int, max_scores: dict[str, float],
+                     threads: int = 1, sandboxed: bool = True, index: int = 0, worker: Worker | None = None) -> Result:
     """Autograde one student in a private course root, with `threads` CPU threads; never raises.
 
     The grading runs in `worker` (a fresh one if None): `run_job` in a separate process under a memory
@@ -374,25 +394,24 @@ def grade_one(student: str, notebook: Path | None, lab: str, master_db: Path, sc
             # same moment can race for a TCP port); never for a timeout or a kernel the student killed.
             if code in (0, None) or grades is not None or _kernel_died(log):
                 break
-        review = json.loads((root / "result.json").read_text()) if (root / "result.json").exists() else None
+        outcome = json.loads((root / "result.json").read_text()) if (root / "result.json").exists() else None
         if code is None:
             status = f"timed out after {timeout:.0f} s"
-        elif grades is None or review is None:
+        elif grades is None or outcome is None:
             reason = "the kernel died (crash, os.kill or out of memory)" if _kernel_died(log) else f"grader exited {code}"
             status = f"not graded: {reason}"
         else:
             status = "graded"
-        if status != "graded" or grades is None or review is None:
+        if status != "graded" or grades is None or outcome is None:
             return Result(student, status, zero, dict(max_scores), time.perf_counter() - start)
         scores, maxima = grades
-        if review["flags"]:
-            before = sum(scores.values()) + sum(review.get("withheld", {}).values())
-            status = (f"graded; flagged for review: {' | '.join(review['flags'])}; scored 0 pending review: "
-                      f"{', '.join(review['zeroed']) or 'nothing'} (total before review {before:g})")
+        state = outcome.get("state")
+        if outcome["flags"] and state:
+            status = review.status_text(state, sum(scores.values()) + sum(state["withheld"].values()))
         errors = _errors_outside_tests(root / "autograded" / student / lab / f"{lab}.ipynb")
         html = root / "feedback" / student / lab / f"{lab}.html"
         feedback = html if code == 0 and html.exists() else None
-        return Result(student, status, scores, maxima, time.perf_counter() - start, feedback, errors)
+        return Result(student, status, scores, maxima, time.perf_counter() - start, feedback, errors, review=state)
     except Exception as err:  # noqa: BLE001 - one student's failure must not stop the class
         return Result(student, f"not graded: {type(err).__name__}: {err}", zero, dict(max_scores),
                       time.perf_counter() - start)
@@ -411,20 +430,85 @@ def source_max_scores(lab: str) -> dict[str, float]:
 
 
 def write_csv(results: list[Result], columns: list[str], path: Path) -> None:
-    """grades.csv: student, one column per graded cell, total, max_total, status, seconds."""
+    """grades.csv: student, name, lms_id, late, one column per graded cell, total, max_total, status, seconds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", *columns, "total", "max_total", "status", "seconds"])
+        writer.writerow(["student", "name", "lms_id", "late", *columns, "total", "max_total", "status", "seconds"])
         for r in sorted(results, key=lambda r: r.student):
-            writer.writerow([r.student, *(f"{r.scores.get(c, 0.0):g}" for c in columns),
+            writer.writerow([r.student, r.name, r.lms_id, "late" if r.late else "",
+                             *(f"{r.scores.get(c, 0.0):g}" for c in columns),
                              f"{r.total:g}", f"{r.max_total:g}", r.status, f"{r.seconds:.1f}"])
 
 
-def grade_class(submissions: Path, lab: str, out: Path, workers: int | None = None, cell_timeout: int = 180,
-                timeout: float = 1800, mem_gib: float | None = None, keep: bool = False,
-                unsafe: bool = False) -> list[Result]:
-    """Grade every student in `submissions`; write `out/grades.csv` and `out/feedback/`; return results.
+def exercise_statistics(results: list[Result], max_scores: dict[str, float]) -> list[dict[str, str]]:
+    """Per graded cell, over the students who handed in a notebook: mean points and share at full marks.
+
+    Withheld points (pending review) count as 0, as in grades.csv.
+    """
+    handed_in = [r for r in results if not r.status.startswith("no ")]
+    rows = []
+    for gid, points in max_scores.items():
+        scores = [r.scores.get(gid, 0.0) for r in handed_in]
+        full = sum(s >= points for s in scores)
+        rows.append({"grade_id": gid, "points": f"{points:g}", "students": str(len(scores)),
+                     "mean": f"{sum(scores) / len(scores):.2f}" if scores else "",
+                     "full_marks": f"{full / len(scores):.0%}" if scores else ""})
+    return rows
+
+
+def _write_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_outputs(results: list[Result], max_scores: dict[str, float], unused: list[tuple[str, str]],
+                  scratch: Path, lab: str, out: Path) -> None:
+    """Everything under `out` (= OUT/LAB): grades, per-exercise statistics, unused files, feedback, review state."""
+    write_csv(results, list(max_scores), out / "grades.csv")
+    _write_rows(out / "exercises.csv", exercise_statistics(results, max_scores),
+                ["grade_id", "points", "students", "mean", "full_marks"])
+    _write_rows(out / "unused.csv", [{"file": f, "reason": why} for f, why in unused], ["file", "reason"])
+    for folder in ("feedback", "review"):  # this lab's previous run, if any, is replaced as a whole
+        shutil.rmtree(out / folder, ignore_errors=True)
+    (out / "feedback").mkdir(parents=True)
+    for r in results:
+        if r.feedback is not None:
+            shutil.copy(r.feedback, out / "feedback" / f"{r.student}.html")
+            r.feedback = out / "feedback" / f"{r.student}.html"
+        if r.review is not None:  # what autograder/review.py needs: the executed notebook and the gradebook
+            kept, root = out / "review" / r.student, scratch / "students" / r.student
+            shutil.copytree(root / "autograded" / r.student, kept / "autograded" / r.student)
+            shutil.copy(root / "gradebook.db", kept / "gradebook.db")
+            (kept / "review.json").write_text(json.dumps(r.review, indent=1))
+
+
+def report(results: list[Result], max_scores: dict[str, float], unused: list[tuple[str, str]], out: Path) -> str:
+    """What the TA reads at the end: one line per student, the per-exercise statistics, the unused files."""
+    lines = [f"{'student':<24} {'total':>6}  late  status"]
+    for r in sorted(results, key=lambda r: r.student):
+        lines.append(f"{r.student:<24} {r.total:6g} / {r.max_total:g}  {'late' if r.late else '    '}  {r.status}")
+    lines.append(f"\nper graded cell (students who handed in a notebook; also in {out / 'exercises.csv'}):")
+    lines.append(f"  {'grade_id':<32} {'points':>6} {'mean':>6}  full marks")
+    for row in exercise_statistics(results, max_scores):
+        lines.append(f"  {row['grade_id']:<32} {row['points']:>6} {row['mean']:>6}  {row['full_marks']}")
+    if unused:
+        lines.append(f"\nnot graded ({len(unused)} file(s); also in {out / 'unused.csv'}):")
+        lines += [f"  {name}: {why}" for name, why in unused]
+    flagged = [r.student for r in results if r.review is not None]
+    if flagged:
+        lines.append(f"\nflagged for review ({len(flagged)}): {', '.join(flagged)}; read and decide with "
+                     f"`python -m autograder.review {out} STUDENT [--approve | --reject]`")
+    return "\n".join(lines)
+
+
+def grade_class(submissions: Path, lab: str, out: Path = Path("grades"), workers: int | None = None,
+                cell_timeout: int = 180, timeout: float = 1800, mem_gib: float | None = None, keep: bool = False,
+                unsafe: bool = False, quiet: bool = False) -> list[Result]:
+    """Grade every student in `submissions`; write `out/LAB/` (grades.csv, exercises.csv, unused.csv,
+    feedback/, review/) and print the report (unless `quiet`); return the results.
 
     Kernels run sandboxed (autograder/sandbox.py); where the sandbox cannot run, this refuses to start
     unless `unsafe`, which runs student code with the grader's own rights.
@@ -443,41 +527,45 @@ def grade_class(submissions: Path, lab: str, out: Path, workers: int | None = No
     threads = max(1, (os.cpu_count() or 1) // workers)
     scratch = Path(tempfile.mkdtemp(prefix=f"grade_{lab}_"))
     try:
-        found = collect(Path(submissions), lab, scratch)
-        if not found:
-            raise SystemExit(f"no student folders in {submissions}")
-        master_db = prepare_gradebook(lab, scratch)
+        found = collect(unpack(Path(submissions), scratch), lab)
+        if not found.submissions:
+            unused = "".join(f"\n  {name}: {why}" for name, why in found.unused)
+            raise SystemExit(f"no student submissions in {submissions}{unused}")
+        # The gradebook costs an nbgrader run: only when some student handed in a notebook.
+        needed = any(s.notebook is not None for s in found.submissions.values())
+        master_db = prepare_gradebook(lab, scratch) if needed else None
         max_scores = source_max_scores(lab)
         start = time.perf_counter()
         local, started = threading.local(), []  # one long-lived grading process per worker thread
 
-        def grade(item: tuple[int, tuple[str, Path | None]]) -> Result:
+        def grade(item: tuple[int, Submission]) -> Result:
             if not hasattr(local, "worker"):
                 local.worker = Worker(int(mem_gib * 2**30), worker_env(cell_timeout, threads))
                 started.append(local.worker)
-            index, (student, notebook) = item
-            return grade_one(student, notebook, lab, master_db, scratch, cell_timeout, timeout,
+            index, submission = item
+            return grade_one(submission, lab, master_db, scratch, cell_timeout, timeout,
                              int(mem_gib * 2**30), max_scores, threads, not unsafe, index, local.worker)
 
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(grade, enumerate(found.items())))
+                results = list(pool.map(grade, enumerate(found.submissions.values())))
         finally:
             for worker in started:
                 worker.close()
         elapsed = time.perf_counter() - start
-        out = Path(out)
-        write_csv(results, list(max_scores), out / "grades.csv")
-        (out / "feedback").mkdir(parents=True, exist_ok=True)
-        for r in results:
-            if r.feedback is not None:
-                shutil.copy(r.feedback, out / "feedback" / f"{r.student}.html")
-                r.feedback = out / "feedback" / f"{r.student}.html"
-        print(f"graded {len(results)} submissions of {lab} in {elapsed:.1f} s with {workers} worker(s): "
-              f"{60 * len(results) / elapsed:.2f} submissions/min; grades in {out / 'grades.csv'}")
+        lab_out = Path(out) / lab
+        write_outputs(results, max_scores, found.unused, scratch, lab, lab_out)
+        if not quiet:
+            print(report(results, max_scores, found.unused, lab_out))
+            notebooks = sum(s.notebook is not None for s in found.submissions.values())
+            rate = f": {60 * notebooks / elapsed:.2f} notebooks/min" if notebooks else ""
+            print(f"\ngraded {notebooks} notebooks of {len(results)} students of {lab} in {elapsed:.1f} s with "
+                  f"{workers} worker(s){rate}; grades in {lab_out / 'grades.csv'}")
         return results
     finally:
-        if not keep:
+        if keep:
+            print(f"kept the scratch folder (per student: students/STUDENT/autograded/, autograde.log): {scratch}")
+        else:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -486,9 +574,11 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["--worker"]:  # internal: the grading process of one worker thread
         return serve()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("submissions", type=Path, help="folder (or .zip) with one sub-folder per student")
+    parser.add_argument("submissions", type=Path,
+                        help="folder (or .zip): a sub-folder per student, or a Canvas or Moodle bulk download")
     parser.add_argument("lab", help=f"lab name, one of {lab_names()}")
-    parser.add_argument("--out", type=Path, default=Path("grades"), help="output folder (default: grades/)")
+    parser.add_argument("--out", type=Path, default=Path("grades"),
+                        help="output folder; this lab's files go to OUT/LAB/ (default: grades/)")
     parser.add_argument("--workers", type=int, default=None, help="parallel students (default: CPU cores)")
     parser.add_argument("--cell-timeout", type=int, default=180, help="seconds one cell may run (default 180)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one student may take (default 1800)")
@@ -497,10 +587,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unsafe", action="store_true",
                         help="grade without the sandbox when bubblewrap is missing (trusted submissions only)")
     args = parser.parse_args(argv)
-    results = grade_class(args.submissions, args.lab, args.out, args.workers, args.cell_timeout, args.timeout,
-                          args.mem_gib, args.keep, args.unsafe)
-    for r in sorted(results, key=lambda r: r.student):
-        print(f"{r.student:<20} {r.total:6g} / {r.max_total:g}  {r.status}")
+    grade_class(args.submissions, args.lab, args.out, args.workers, args.cell_timeout, args.timeout,
+                args.mem_gib, args.keep, args.unsafe)
 
 
 if __name__ == "__main__":

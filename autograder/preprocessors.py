@@ -79,9 +79,15 @@ then run the test cell under it; a failing test says in words what is wrong.
 - **To check one exercise at a time**, run the cells above it (set-up cells and earlier exercises;
   an unfinished earlier exercise only raises its own error and can be skipped), then the exercise
   and its test cell. A test cell needs only its own exercise: it builds its inputs itself.
-- **Before you submit**, restart the kernel and Run All (Kernel menu) and press **Validate** in the
-  toolbar: every test should pass. The grader runs the same tests and a few hidden ones on new
-  inputs, always on the course's own model, whatever `MODEL` says.
+- **Run All runs the full experiments** (training runs, evaluations, plots): on a laptop CPU, lab 01
+  took about 8 minutes and lab 03 about 25. **Fast mode** shrinks them to about a minute per lab, as
+  the grader runs them: start JupyterLab with `PTLAB_FAST=1 jupyter lab` (Windows PowerShell:
+  `$env:PTLAB_FAST=1; jupyter lab`), or put `%env PTLAB_FAST=1` in a new first cell, then Restart and
+  Run All; or run the lab headless in a terminal with `ptlab run NN_topic`. The set-up cell's `FAST`
+  says which mode is on.
+- **Before you submit**, restart the kernel and Run All (Kernel menu; fast mode is enough) and press
+  **Validate** in the toolbar: every test should pass. The grader runs the same tests and a few hidden
+  ones on new inputs, in fast mode, always on the course's own model, whatever `MODEL` says.
 """
 
 

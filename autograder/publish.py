@@ -47,6 +47,7 @@ SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.e
 DATA_FILES = {
     "etc/jupyter/jupyter_server_config.d": ["jupyter/jupyter_server_config.d/ptlab-student.json"],
     "etc/jupyter/labconfig": ["jupyter/labconfig/page_config.json"],
+    "etc/jupyter": ["jupyter/nbgrader_config.py"],  # Validate's count of passed and failed cells
 }
 
 

@@ -36,6 +36,12 @@ FORBIDDEN_ATTRIBUTES = {"__code__", "__globals__", "__builtins__", "__closure__"
 COURSE_MODULES = {"torch", "F", "nn", "np", "plt", "checks", "env", "models", "data", "ptlab", "transformers", "trl",
                   "peft", "datasets", "sys", "os", "math", "random", "json", "re", "time", "functools"}
 FORBIDDEN_NAMES = {"__builtins__", "_ih", "_oh", "In", "Out", "_i", "_ii", "_iii", "__file__", "__loader__"}
+# Settings honest notebooks write (determinism, precision, plot style): assigning to an attribute below one
+# of these prefixes changes no test helper, so it is not flagged (`torch.backends.cudnn.deterministic = True`).
+# Calls such as torch.set_num_threads, torch.use_deterministic_algorithms or np.set_printoptions are
+# never flagged (calls are judged by name only), nor is `os.environ["NAME"] = "value"` with literal strings.
+SETTINGS_PREFIXES = ("torch.backends.", "torch._dynamo.config.", "matplotlib.rcParams", "plt.rcParams",
+                     "pd.options.")
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,22 @@ def python_source(source: str) -> str:
     return TransformerManager().transform_cell(source)
 
 
+def _dotted(node: ast.AST) -> str:
+    """`torch.backends.cudnn.deterministic` for that attribute chain ("" if it is not a plain chain)."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else ""
+
+
+def _environ_setting(target: ast.AST, value: ast.AST) -> bool:
+    """`os.environ["NAME"] = "value"`: a literal environment setting (TOKENIZERS_PARALLELISM and the like)."""
+    return (isinstance(target, ast.Subscript) and _dotted(target.value) == "os.environ"
+            and isinstance(target.slice, ast.Constant) and isinstance(target.slice.value, str)
+            and isinstance(value, ast.Constant) and isinstance(value.value, str))
+
+
 def _root(node: ast.AST) -> ast.AST:
     while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
         node = node.func if isinstance(node, ast.Call) else node.value
@@ -70,7 +92,8 @@ def _leaves_folder(text: str) -> bool:
     return text.startswith(("/", "~")) and len(text) > 1 or ".." in parts or "**" in parts
 
 
-HARMLESS_MAGICS = {"pip", "matplotlib", "time", "timeit"}  # line magics an honest notebook uses
+HARMLESS_MAGICS = {"pip", "matplotlib", "time", "timeit", "env"}  # line magics an honest notebook uses
+# (`%env PTLAB_FAST=1` is how the "Working in this notebook" cell tells students to turn on fast mode)
 
 
 def _harmless_magic(node: ast.Call) -> bool:
@@ -114,6 +137,8 @@ class _Scanner(ast.NodeVisitor):
             root = _root(target)
             if target.attr.startswith("__"):
                 self.flag(target, f"{verb} the special attribute {target.attr!r}")
+            elif verb == "assigns to" and _dotted(target).startswith(SETTINGS_PREFIXES):
+                self.visit(target.value)  # a setting such as torch.backends.cudnn.deterministic
             elif not isinstance(root, ast.Name) or root.id in self.modules:
                 name = root.id if isinstance(root, ast.Name) else "an expression"
                 self.flag(target, f"{verb} attribute {target.attr!r} of {name} (module or shared object)")
@@ -122,6 +147,8 @@ class _Scanner(ast.NodeVisitor):
             self.flag(target, f"rebinds the builtin {target.id!r}")
 
     def visit_Assign(self, node: ast.Assign) -> None:
+        if len(node.targets) == 1 and _environ_setting(node.targets[0], node.value):
+            return
         for target in node.targets:
             self._check_target(target, "assigns to")
         root = _root(node.value)  # `t = torch.testing`: t is a module alias from now on

@@ -26,7 +26,7 @@ def check_lab(lab: str, workers: int = 2) -> tuple[list[str], dict[str, Result]]
         for student, source in (("solution", SOLUTIONS), ("release", LABS)):
             (klass / student).mkdir(parents=True)
             shutil.copy(source / lab / f"{lab}.ipynb", klass / student / f"{lab}.ipynb")
-        results = {r.student: r for r in grade_class(klass, lab, Path(tmp) / "out", workers=workers)}
+        results = {r.student: r for r in grade_class(klass, lab, Path(tmp) / "out", workers=workers, quiet=True)}
     problems = []
     sol, rel = results["solution"], results["release"]
     if sol.status != "graded" or sol.total != sol.max_total:

@@ -183,8 +183,8 @@ def graded(tmp_path_factory):
         nbformat.write(make(), klass / name / f"{LAB}.ipynb")
     before = _tree_hash(SOLUTIONS)
     out = tmp_path_factory.mktemp("out")
-    results = grade_class(klass, LAB, out, workers=2, cell_timeout=60, timeout=900, mem_gib=4)
-    return {r.student: r for r in results}, out, before
+    results = grade_class(klass, LAB, out, workers=2, cell_timeout=60, timeout=900, mem_gib=4, quiet=True)
+    return {r.student: r for r in results}, out / LAB, before  # grade_class writes OUT/LAB/
 
 
 

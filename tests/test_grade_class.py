@@ -2,7 +2,11 @@
 
 Lab 00 has five graded cells worth 2, 2, 1, 2 and 3 points. Each student below starts from the solution
 (or the release) and breaks it in one known way; the expected score follows from which cells that
-breaks. Slow: about two minutes on 2 cores.
+breaks. The download mixes the layouts a TA meets: folders named after students, a Moodle folder
+(grace) and Canvas flat files (ruth: late, resubmitted, an honest solution with a stray `import inspect`
+that the scan flags), beside a stray `notes.txt`; ruth's flag is then reviewed (approve, reject).
+Slow: about four minutes on 2 shared cores (with tests/test_lms.py and tests/test_student_messages.py: 49 tests
+in 4 min 20 s, 2026-12-07).
 """
 
 import csv
@@ -13,8 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import LABS, SOLUTIONS, sandbox
-from autograder.grade_class import grade_class
+from autograder import LABS, SOLUTIONS, export, review, sandbox
+from autograder.grade_class import grade_class, report, source_max_scores
 
 LAB = "00_orientation"
 pytestmark = pytest.mark.slow
@@ -46,9 +50,22 @@ STUDENTS = {
                                           "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"), 0, "not graded"),
     "frank_memory_blowup": (lambda: _inject(_notebook(SOLUTIONS), "ex_sequence_logprob",
                                             "hog = [torch.ones(2**28) for _ in range(200)]  # 200 GiB"), 7, "graded"),
-    "grace_edited_test": (lambda: _edited_test(), 9, "graded"),
+    "Grace_Edited": (lambda: _edited_test(), 9, "graded"),  # a Moodle folder
     "heidi_deleted_test": (lambda: _deleted_test(), 10, "graded"),
+    # Canvas, late, second upload: full marks less sequence_logprob's 3 points, withheld pending review
+    "ruthflagged": (lambda: _flagged(), 7, "graded; flagged for review"),
 }
+# How each student's notebook appears in the download (default: STUDENT/00_orientation.ipynb).
+UPLOADS = {
+    "Grace_Edited": f"Grace Edited_3003_assignsubmission_file_/{LAB}.ipynb",
+    "ruthflagged": f"ruthflagged_LATE_7001_9001_{LAB}-1.ipynb",
+}
+
+
+def _flagged():
+    """An honest solution with a stray `import inspect` (flagged) and a determinism setting (allowed)."""
+    nb = _inject(_notebook(SOLUTIONS), "ex_sequence_logprob", "import inspect")
+    return _inject(nb, "ex_next_token_probs", "torch.backends.cudnn.deterministic = True")
 
 
 def _edited_test():
@@ -68,16 +85,19 @@ def _deleted_test():
 def graded(tmp_path_factory):
     klass = tmp_path_factory.mktemp("class")
     for name, (make, _, _) in STUDENTS.items():
-        (klass / name).mkdir()
-        nbformat.write(make(), klass / name / f"{LAB}.ipynb")
+        path = klass / UPLOADS.get(name, f"{name}/{LAB}.ipynb")
+        path.parent.mkdir(exist_ok=True)
+        nbformat.write(make(), path)
+    shutil.copy(LABS / LAB / f"{LAB}.ipynb", klass / f"ruthflagged_LATE_7001_9000_{LAB}.ipynb")  # first upload
+    (klass / "notes.txt").write_text("a file the LMS download carried along")
     (klass / "ivan_empty").mkdir()  # submitted nothing
     out = tmp_path_factory.mktemp("out")
     shutil.make_archive(str(klass), "zip", klass)  # graded from the zip, as a TA would download it
     # Sandboxed where bubblewrap works (tests/test_attacks.py covers the sandbox itself); without it
     # the same expectations hold for the unsandboxed grader.
     results = grade_class(Path(f"{klass}.zip"), LAB, out, workers=2, cell_timeout=60, timeout=900, mem_gib=4,
-                          unsafe=sandbox.unavailable() is not None)
-    return {r.student: r for r in results}, out
+                          unsafe=sandbox.unavailable() is not None, quiet=True)
+    return {r.student: r for r in results}, out / LAB
 
 
 @pytest.mark.parametrize("student", list(STUDENTS))
@@ -110,3 +130,76 @@ def test_feedback_shows_results_but_never_hidden_tests(graded):
     html = (out / "feedback" / "bob_partial.html").read_text()
     assert "sequence_logprob" in html
     assert "BEGIN HIDDEN TESTS" not in html and "one_by_one" not in html, "hidden test code leaked into feedback"
+
+
+def _rows(lab_out: Path) -> dict[str, dict[str, str]]:
+    return {r["student"]: r for r in csv.DictReader(open(lab_out / "grades.csv"))}
+
+
+def test_lms_columns_name_the_late_canvas_student_and_the_moodle_student(graded):
+    rows = _rows(graded[1])
+    assert (rows["ruthflagged"]["late"], rows["ruthflagged"]["lms_id"]) == ("late", "7001")
+    assert (rows["Grace_Edited"]["name"], rows["Grace_Edited"]["lms_id"], rows["Grace_Edited"]["late"]) == (
+        "Grace Edited", "3003", "")
+
+
+def test_every_file_not_graded_is_named_with_the_reason(graded):
+    results, lab_out = graded
+    unused = {r["file"]: r["reason"] for r in csv.DictReader(open(lab_out / "unused.csv"))}
+    assert unused["notes.txt"] == "not a notebook"
+    assert "earlier submission of ruthflagged" in unused[f"ruthflagged_LATE_7001_9000_{LAB}.ipynb"]
+    text = report(list(results.values()), source_max_scores(LAB), list(unused.items()), lab_out)
+    assert "notes.txt: not a notebook" in text and "autograder.review" in text
+
+
+def test_class_statistics_per_graded_cell(graded):
+    results, lab_out = graded
+    stats = {r["grade_id"]: r for r in csv.DictReader(open(lab_out / "exercises.csv"))}
+    assert list(stats) == list(source_max_scores(LAB))
+    handed_in = [r for r in results.values() if not r.status.startswith("no ")]  # ivan handed in nothing
+    full = sum(r.scores["test_sequence_logprob"] == 3 for r in handed_in)
+    assert stats["test_sequence_logprob"]["students"] == str(len(handed_in))
+    assert stats["test_sequence_logprob"]["full_marks"] == f"{full / len(handed_in):.0%}"
+    mean = sum(r.scores["test_count_parameters"] for r in handed_in) / len(handed_in)
+    assert stats["test_count_parameters"]["mean"] == f"{mean:.2f}"
+
+
+def test_feedback_says_which_points_wait_for_review_and_why(graded):
+    html = (graded[1] / "feedback" / "ruthflagged.html").read_text()
+    assert "Points withheld pending review" in html
+    assert "test_sequence_logprob" in html and "imports inspect" in html
+    assert "deterministic" not in graded[0]["ruthflagged"].status, "an allowed setting was flagged"
+
+
+@pytest.fixture
+def reviewed(graded, tmp_path):
+    """A copy of the lab's outputs (with a Canvas export) to review, so the tests do not share decisions."""
+    lab_out = tmp_path / LAB
+    shutil.copytree(graded[1], lab_out)
+    export.export(lab_out, "canvas", "Lab 00 (42)")
+    return lab_out
+
+
+def test_approving_a_review_restores_the_points_everywhere(reviewed):
+    review.decide(reviewed, "ruthflagged", approve=[])
+    row = _rows(reviewed)["ruthflagged"]
+    assert (row["total"], row["test_sequence_logprob"]) == ("10", "3") and "approved by a TA" in row["status"]
+    assert "Reviewed by a TA" in (reviewed / "feedback" / "ruthflagged.html").read_text()
+    assert ["ruthflagged", "7001", "", "", "", "10"] in list(csv.reader(open(reviewed / "canvas.csv")))
+
+
+def test_rejecting_a_review_confirms_the_zero(reviewed):
+    review.decide(reviewed, "ruthflagged", reject=True)
+    row = _rows(reviewed)["ruthflagged"]
+    assert row["total"] == "7" and "rejected by a TA: test_sequence_logprob" in row["status"]
+    html = (reviewed / "feedback" / "ruthflagged.html").read_text()
+    assert "after a TA&#39;s review" in html or "after a TA's review" in html
+
+
+def test_grading_another_lab_keeps_this_labs_grades(graded, tmp_path):
+    _, lab_out = graded
+    before = (lab_out / "grades.csv").read_text()
+    (tmp_path / "class" / "nobody").mkdir(parents=True)  # no notebook: no kernel, no gradebook needed
+    grade_class(tmp_path / "class", "05_lora", lab_out.parent, workers=1, unsafe=True, quiet=True)
+    assert (lab_out.parent / "05_lora" / "grades.csv").exists()
+    assert (lab_out / "grades.csv").read_text() == before

@@ -24,8 +24,21 @@ _DEFAULT_TOL = {
 }
 
 
+class CheckFailed(AssertionError):
+    """A test found a wrong answer. Jupyter shows it as the failing line of the test cell and the message,
+    without the frames inside this module (IPython calls `_render_traceback_` when an exception has one)."""
+
+    def _render_traceback_(self) -> list[str]:
+        import traceback
+
+        # The frames of this module are not the student's business; the line that called it is.
+        frames = [f for f in traceback.extract_tb(self.__traceback__) if f.filename != __file__]
+        where = [f"line {f.lineno}: {f.line}" for f in frames[-1:] if f.line]
+        return [*where, f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
 def _fail(name: str, message: str) -> None:
-    raise AssertionError(f"{name}: {message}")
+    raise CheckFailed(f"{name}: {message}")
 
 
 def check_tensor(actual: Any, name: str = "result") -> torch.Tensor:
@@ -175,7 +188,7 @@ def assert_true(condition: Any, message: str) -> None:
     if isinstance(condition, torch.Tensor) and type(condition) is torch.Tensor and condition.numel() == 1:
         condition = bool(condition.item())
     if condition is not True:
-        raise AssertionError(message)
+        raise CheckFailed(message)
 
 
 @contextmanager
