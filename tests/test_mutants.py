@@ -277,6 +277,40 @@ MUTANTS: dict[str, list[Mutant]] = {
             own=("test_pairwise_loss",),
         ),
         mutant(
+            "ex_pairwise_loss",
+            "rejected minus chosen",
+            ("difference = chosen_rewards - rejected_rewards", "difference = rejected_rewards - chosen_rewards"),
+            own=("test_pairwise_loss",),
+        ),
+        mutant(
+            "ex_pairwise_loss",
+            "no shape check: (B, 1) broadcasts against (B,)",
+            (
+                "    if chosen_rewards.dim() != 1 or chosen_rewards.shape != rejected_rewards.shape:\n"
+                "        raise ValueError(f\"chosen_rewards and rejected_rewards should both be (B,), got {tuple(chosen_rewards.shape)} \"\n"
+                "                         f\"and {tuple(rejected_rewards.shape)}; pass one score per pair\")\n",
+                "",
+            ),
+            own=("test_pairwise_loss",),
+        ),
+        variant(
+            "ex_pairwise_loss",
+            "pairwise_loss: other wording of the errors (correct)",
+            (
+                "    if chosen_rewards.dim() != 1 or chosen_rewards.shape != rejected_rewards.shape:\n"
+                "        raise ValueError(f\"chosen_rewards and rejected_rewards should both be (B,), got {tuple(chosen_rewards.shape)} \"\n"
+                "                         f\"and {tuple(rejected_rewards.shape)}; pass one score per pair\")\n"
+                "    if chosen_rewards.numel() == 0:\n"
+                "        raise ValueError(\"the batch is empty (B = 0): there is no comparison to learn from\")\n",
+                "    if chosen_rewards.dim() != 1:\n"
+                "        raise ValueError(f\"chosen_rewards must be 1-D, got shape {chosen_rewards.shape}\")\n"
+                "    if rejected_rewards.shape != chosen_rewards.shape:\n"
+                "        raise ValueError(f\"rejected_rewards has shape {rejected_rewards.shape}, chosen_rewards {chosen_rewards.shape}\")\n"
+                "    if len(chosen_rewards) == 0:\n"
+                "        raise ValueError(\"no pairs to compare\")\n",
+            ),
+        ),
+        mutant(
             "ex_ranking_loss",
             "all K^2 ordered pairs",
             (
@@ -295,6 +329,31 @@ MUTANTS: dict[str, list[Mutant]] = {
             own=("test_ranking_loss",),
         ),
         mutant("ex_ranking_loss", "no K < 2 guard", ("if K < 2:", "if K < 0:"), own=("test_ranking_loss",)),
+        mutant(
+            "ex_ranking_loss",
+            "sum over a prompt's pairs (no 1/C(K,2))",
+            (
+                "return pairwise_loss(rewards[:, better].reshape(-1), rewards[:, worse].reshape(-1))",
+                "return -F.logsigmoid(rewards[:, better] - rewards[:, worse]).sum(dim=1).mean()",
+            ),
+            own=("test_ranking_loss",),
+        ),
+        variant(
+            "ex_ranking_loss",
+            "other wording, pairs from torch.combinations (correct)",
+            (
+                'raise ValueError(f"rewards should be (B, K) with the replies of a prompt best first, got {tuple(rewards.shape)}")',
+                'raise ValueError(f"rewards must be 2-D, got a {rewards.dim()}-D tensor of shape {rewards.shape}")',
+            ),
+            ('raise ValueError("the batch is empty (B = 0): there is no ranking to learn from")',
+             'raise ValueError("no prompts in the batch")'),
+            ('raise ValueError(f"a ranking needs K >= 2 replies per prompt to form a pair, got K = {K}")',
+             'raise ValueError("need at least two replies per prompt")'),
+            (
+                "better, worse = torch.triu_indices(K, K, offset=1, device=rewards.device)",
+                "better, worse = torch.combinations(torch.arange(K, device=rewards.device), r=2).T",
+            ),
+        ),
         mutant(
             "ex_last_token_rewards",
             "mask.sum() - 1: right padding only",
@@ -320,6 +379,48 @@ MUTANTS: dict[str, list[Mutant]] = {
             own=("test_last_token_rewards",),
         ),
         mutant(
+            "ex_last_token_rewards",
+            "positions made on the CPU (torch.arange(T) without device=)",
+            ("positions = torch.arange(T, device=hidden_states.device)", "positions = torch.arange(T)"),
+            own=("test_last_token_rewards",),
+        ),
+        mutant(
+            "ex_last_token_rewards",
+            "the first real token (argmax of the mask)",
+            ("last = torch.where(real, positions, -1).amax(dim=1)", "last = real.int().argmax(dim=1)"),
+            own=("test_last_token_rewards",),
+        ),
+        variant(
+            "ex_last_token_rewards",
+            "last_token_rewards: other wording of the errors (correct)",
+            (
+                'raise ValueError(f"hidden_states should be (B, T, H) and attention_mask (B, T), got "\n'
+                '                         f"{tuple(hidden_states.shape)} and {tuple(attention_mask.shape)}")',
+                'raise ValueError(f"attention_mask {attention_mask.shape} does not fit hidden_states {hidden_states.shape}")',
+            ),
+            ('raise ValueError("the batch is empty (B = 0): there is no sequence to score")',
+             'raise ValueError("B must be at least 1")'),
+            ('raise ValueError("a row of attention_mask has no 1: that sequence has no token to read a reward from")',
+             'raise ValueError("all-padding row")'),
+        ),
+        variant(
+            "ex_last_token_rewards",
+            "flipped argmax and a CPU index tensor, fine on CUDA (correct)",
+            (
+                "    positions = torch.arange(T, device=hidden_states.device)  # (T,)\n"
+                "    last = torch.where(real, positions, -1).amax(dim=1)  # (B,) rightmost real position: any padding side\n"
+                "    last_hidden = hidden_states[torch.arange(B, device=hidden_states.device), last]  # (B, H)\n",
+                "    last = T - 1 - real.flip(1).int().argmax(dim=1)\n"
+                "    last_hidden = hidden_states[torch.arange(B), last]  # a CPU index tensor may index a GPU tensor\n",
+            ),
+        ),
+        variant(
+            "ex_last_token_rewards",
+            "positions made on the CPU, then moved with .to (correct)",
+            ("positions = torch.arange(T, device=hidden_states.device)",
+             "positions = torch.arange(T).to(hidden_states.device)"),
+        ),
+        mutant(
             "ex_preference_accuracy",
             "a tie counts as right",
             ("(chosen_rewards > rejected_rewards)", "(chosen_rewards >= rejected_rewards)"),
@@ -340,6 +441,24 @@ MUTANTS: dict[str, list[Mutant]] = {
             ),
             own=("test_preference_accuracy",),
         ),
+        variant(
+            "ex_preference_accuracy",
+            "other wording, a Python division (correct)",
+            (
+                "    if chosen_rewards.dim() != 1 or chosen_rewards.shape != rejected_rewards.shape:\n"
+                "        raise ValueError(f\"chosen_rewards and rejected_rewards should both be (B,), got {tuple(chosen_rewards.shape)} \"\n"
+                "                         f\"and {tuple(rejected_rewards.shape)}\")\n"
+                "    if chosen_rewards.numel() == 0:\n"
+                "        raise ValueError(\"the batch is empty (B = 0): accuracy is undefined\")\n"
+                "    return (chosen_rewards > rejected_rewards).float().mean().item()\n",
+                "    if chosen_rewards.ndim != 1 or chosen_rewards.shape != rejected_rewards.shape:\n"
+                "        raise ValueError(f\"need two 1-D tensors of one length, got {list(chosen_rewards.shape)} vs \"\n"
+                "                         f\"{list(rejected_rewards.shape)}\")\n"
+                "    if len(chosen_rewards) == 0:\n"
+                "        raise ValueError(\"no pairs\")\n"
+                "    return int((chosen_rewards > rejected_rewards).sum()) / len(chosen_rewards)\n",
+            ),
+        ),
         mutant(
             "ex_train_reward_model",
             "no zero_grad",
@@ -359,6 +478,12 @@ MUTANTS: dict[str, list[Mutant]] = {
             own=("test_train_reward_model",),
         ),
         mutant(
+            "ex_train_reward_model",
+            "no gradient clipping",
+            ("        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)\n", ""),
+            own=("test_train_reward_model",),
+        ),
+        mutant(
             "ex_best_of_n",
             "argmin",
             ("best = rewards.argmax(dim=1)", "best = rewards.argmin(dim=1)"),
@@ -375,6 +500,20 @@ MUTANTS: dict[str, list[Mutant]] = {
             "rewards reshaped sample-major",
             (".reshape(len(prompts), n)", ".reshape(n, len(prompts)).T"),
             own=("test_best_of_n",),
+        ),
+        variant(
+            "ex_best_of_n",
+            "other wording, plain lists and max (correct)",
+            ('raise ValueError("prompts is empty: there is nothing to sample for")', 'raise ValueError("no prompts")'),
+            ('raise ValueError(f"n should be an int >= 1 samples per prompt, got {n!r}")',
+             'raise ValueError("n must be positive")'),
+            (
+                "    rewards = torch.as_tensor(reward_fn(flat_prompts, flat_replies), dtype=torch.float32).reshape(len(prompts), n)\n"
+                "    best = rewards.argmax(dim=1)  # (P,) the first maximum on a tie\n"
+                "    return [replies[i] for replies, i in zip(samples, best.tolist())]\n",
+                "    rewards = [float(x) for x in reward_fn(flat_prompts, flat_replies)]\n"
+                "    return [replies[max(range(n), key=lambda j: rewards[p * n + j])] for p, replies in enumerate(samples)]\n",
+            ),
         ),
     ],
     "04_rlhf": [

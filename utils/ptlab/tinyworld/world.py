@@ -608,7 +608,7 @@ def chat_dataset(split: str = "train", n: int | None = None, tasks: Sequence[str
 def preference_dataset(split: str = "train", n: int | None = None, tasks: Sequence[str] | None = None,
                        seed: int = 0, kind: str | None = None):
     """Labelled reply pairs (see `preference_pair` for the kinds and the labellers' flaw); only pairs of `kind`
-    if given (tiny-rm's second round adds "elaborate" pairs).
+    if given (tiny-rm trains on extra "elaborate" pairs in a second phase: see `train.train_rm`).
 
     Columns: prompt (messages), chosen, rejected (labellers' choice first), label_agrees_with_oracle,
     chosen_oracle_score, rejected_oracle_score, kind, task, answer. Accuracy "against the oracle" ranks
