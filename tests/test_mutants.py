@@ -75,6 +75,44 @@ MUTANTS: dict[str, list[Mutant]] = {
             own=("test_choice_logprobs",),
         ),
         mutant(
+            "ex_choice_logprobs",
+            "normalize divides by characters, not tokens",
+            (
+                "return total / scored.sum(-1) if normalize else total",
+                "return total / torch.tensor([float(len(c)) for c in choices]) if normalize else total",
+            ),
+            own=("test_choice_logprobs",),
+        ),
+        mutant(
+            "ex_choice_logprobs",
+            "log-softmax in the model's dtype (bfloat16 on the GPU track)",
+            ("logp = logits[:, :-1].float().log_softmax(-1).cpu()", "logp = logits[:, :-1].log_softmax(-1).float().cpu()"),
+            own=("test_choice_logprobs",),
+        ),
+        variant(
+            "ex_choice_logprobs",
+            "per-token log p from cross_entropy",
+            (
+                "logp = logits[:, :-1].float().log_softmax(-1).cpu()  # (C, T-1, V): position t predicts token t+1\n"
+                "    token_logp = logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (C, T-1)",
+                'token_logp = -F.cross_entropy(logits[:, :-1].float().transpose(1, 2).cpu(), input_ids[:, 1:], reduction="none")',
+            ),
+        ),
+        variant(
+            "ex_choice_logprobs",
+            "float32 through log_softmax's dtype argument",
+            ("logits[:, :-1].float().log_softmax(-1)", "F.log_softmax(logits[:, :-1], dim=-1, dtype=torch.float32)"),
+        ),
+        variant(
+            "ex_choice_logprobs",
+            "token counts from lengths and starts, other error wording",
+            (
+                "return total / scored.sum(-1) if normalize else total",
+                "return total / (lengths - torch.tensor(starts)) if normalize else total",
+            ),
+            ('"choices is empty: give at least one continuation to score"', '"no choices to score"'),
+        ),
+        mutant(
             "ex_filters",
             "keeps exactly k indices, so ties with the k-th drop",
             (
@@ -115,6 +153,28 @@ MUTANTS: dict[str, list[Mutant]] = {
                 "drop = logits < p * logits.max(dim=-1, keepdim=True).values",
             ),
             own=("test_min_p_filter",),
+        ),
+        variant(
+            "ex_filters",
+            "top-k threshold by sorting",
+            ("kth = logits.topk(k, dim=-1).values[..., -1:]", "kth = logits.sort(dim=-1, descending=True).values[..., k - 1 : k]"),
+        ),
+        variant(
+            "ex_filters",
+            "top-p mass above as an exclusive cumulative sum",
+            (
+                "mass_above = probs.cumsum(-1) - probs",
+                "mass_above = torch.cat([torch.zeros_like(probs[..., :1]), probs.cumsum(-1)[..., :-1]], dim=-1)",
+            ),
+        ),
+        variant(
+            "ex_filters",
+            "min-p compared in log space",
+            (
+                "probs = logits.float().softmax(-1)  # (..., V)\n    drop = probs < p * probs.max(dim=-1, keepdim=True).values",
+                "logp = logits.float().log_softmax(-1)  # (..., V)\n"
+                "    drop = logp < logp.max(dim=-1, keepdim=True).values + torch.tensor(float(p)).log()",
+            ),
         ),
         mutant(
             "ex_sample_next_token",

@@ -94,3 +94,17 @@ def test_toy_bpe_model_merges_a_trailing_space_into_the_next_word():
     prompt, full = tok("The capital of France is ")["input_ids"], tok("The capital of France is Paris")["input_ids"]
     assert full[: len(prompt) - 1] == prompt[:-1] and full[len(prompt) - 1] != prompt[-1]
     assert model(input_ids=torch.tensor([full])).logits.shape == (1, len(full), len(tok))
+
+
+def test_kept_is_the_finite_entries():
+    assert prompting.kept(torch.tensor([1.0, float("-inf"), 0.0])).tolist() == [True, False, True]
+
+
+def test_warper_mask_handles_any_leading_shape_and_leaves_logits_alone():
+    x = torch.randn(3, 4, 20, generator=torch.Generator().manual_seed(0))
+    before = x.clone()
+    mask = prompting.warper_mask(TopKLogitsWarper(5), x)
+    assert mask.shape == x.shape and mask.dtype == torch.bool
+    assert torch.equal(x, before)
+    for i in range(3):  # row by row, as transformers calls the warper during generation
+        assert torch.equal(mask[i], torch.isfinite(TopKLogitsWarper(5)(None, x[i].clone())))

@@ -1,5 +1,6 @@
 """Support for lab 01 (prompting and decoding): batched decoding with a pluggable next-token rule,
-random-label demonstrations, error bars, and a guard that keeps transformers' own decoding out of a test.
+random-label demonstrations, error bars, a guard that keeps transformers' own decoding out of a test, and
+the truncation tests' reference masks.
 
 Nothing here is an exercise's solution. `decode_batch` lets transformers' `generate` run the loop (left
 padding, KV cache, stopping) and asks a *rule* for every token, so the lab's experiments run many
@@ -145,6 +146,28 @@ def references_disabled() -> Iterator[None]:
     finally:
         for obj, name, original in saved:
             setattr(obj, name, original)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The truncation tests' references: here, not in a notebook cell a student can edit
+
+
+def kept(filtered: torch.Tensor) -> torch.Tensor:
+    """The tokens a truncation rule kept: the finite entries of its output logits (..., V) -> bool (..., V)."""
+    return torch.isfinite(filtered)
+
+
+def warper_mask(warper: Callable, logits: torch.Tensor) -> torch.Tensor:
+    """Which tokens a transformers logits warper (`TopKLogitsWarper(k)`, ...) keeps, for logits of any shape.
+
+    Args:
+        warper: called as warper(input_ids, scores (B, V)), as transformers' warpers are.
+        logits: (..., V) float tensor; it is not modified.
+    Returns:
+        (..., V) bool tensor, True where the warper leaves the logit finite.
+    """
+    flat = logits.reshape(-1, logits.shape[-1])  # (B, V): warpers take one row per sequence
+    return kept(warper(None, flat.clone())).reshape(logits.shape)  # a copy: the caller's logits stay as they are
 
 
 # ----------------------------------------------------------------------------------------------------
