@@ -1,5 +1,8 @@
 """ptlab.checks: right answers pass, wrong ones fail with a message that says where, fakes cannot pass."""
 
+import json
+from json import dumps as json_dumps
+
 import pytest
 import torch
 
@@ -112,3 +115,91 @@ def test_replacing_binds_names_for_a_block_and_restores_them_even_after_an_error
     with pytest.raises(AssertionError), checks.replacing(namespace, collate="reference"):
         raise AssertionError("a failing test inside the block")
     assert namespace == {"collate": "yours"}
+
+
+# assert_written_in_torch: a function that reaches the library its test compares with fails, whatever the route.
+# The import forms are read from the compiled code only (never run), so "bitsandbytes" need not be importable;
+# the routes through bound objects use a module every Python has (json).
+
+
+def _imports_a_dotted_name_in_its_body():
+    from bitsandbytes.functional import get_4bit_type
+
+    return get_4bit_type("nf4")
+
+
+def _imports_a_submodule_as_an_alias():
+    import bitsandbytes.functional as F
+
+    return F.get_4bit_type("nf4")
+
+
+def _imports_inside_a_nested_function():
+    def inner():
+        from bitsandbytes import functional
+
+        return functional
+
+    return [inner() for _ in range(1)]
+
+
+def _imports_by_name_at_run_time():
+    import importlib
+
+    return importlib.import_module("bitsandbytes").functional
+
+
+def _calls_a_global_bound_to_the_library(x):
+    return json_dumps(x)
+
+
+def _reaches_it_through_a_helper(x):
+    return _calls_a_global_bound_to_the_library(x)
+
+
+def _takes_it_as_a_default_argument(x, encode=json.dumps):
+    return encode(x)
+
+
+def _closure_over_the_library():
+    encode = json.dumps
+    return lambda x: encode(x)
+
+
+def _written_in_torch(x):
+    """Quantizes like bitsandbytes does, without it (a docstring may name the library)."""
+    import math
+
+    note = "bitsandbytes-free"  # a string that only starts like the library's name
+    return torch.round(x * math.pi), note
+
+
+@pytest.mark.parametrize(
+    "fn, route",
+    [
+        (_imports_a_dotted_name_in_its_body, "import bitsandbytes.functional"),
+        (_imports_a_submodule_as_an_alias, "import bitsandbytes.functional"),
+        (_imports_inside_a_nested_function, "import bitsandbytes"),
+        (_imports_by_name_at_run_time, "import_module"),
+    ],
+)
+def test_library_uses_sees_imports_in_the_body_dotted_nested_and_dynamic(fn, route):
+    assert route in checks.library_uses(fn, "bitsandbytes")
+    with pytest.raises(AssertionError, match=f"{fn.__name__} uses bitsandbytes .*{route}"):
+        checks.assert_written_in_torch(fn, library="bitsandbytes")
+
+
+def test_library_uses_sees_globals_helpers_defaults_and_closures_bound_to_the_library():
+    assert checks.library_uses(_calls_a_global_bound_to_the_library, "json") == ["json_dumps"]
+    assert checks.library_uses(_reaches_it_through_a_helper, "json") == ["json_dumps"]
+    assert checks.library_uses(_takes_it_as_a_default_argument, "json") == ["default argument #0"]
+    assert checks.library_uses(_closure_over_the_library(), "json") == ["encode"]
+    # a helper named in `skip` (an exercise with its own test) is not followed
+    assert checks.library_uses(_reaches_it_through_a_helper, "json",
+                               skip={"_calls_a_global_bound_to_the_library"}) == []
+
+
+def test_a_function_written_in_torch_passes_even_with_local_imports_and_the_name_in_a_string():
+    for library in ("bitsandbytes", "json", "bits"):
+        assert checks.library_uses(_written_in_torch, library) == []
+    checks.assert_written_in_torch(_written_in_torch, torch.round, library="bitsandbytes")

@@ -596,6 +596,26 @@ MUTANTS: dict[str, list[Mutant]] = {
             own=("test_response_logprobs",),
         ),
         mutant(
+            "ex_response_logprobs",
+            "log-softmax in the model's dtype (bfloat16 on the GPU track)",
+            ("torch.log_softmax(logits[:, :-1].float(), dim=-1)", "torch.log_softmax(logits[:, :-1], dim=-1)"),
+            own=("test_response_logprobs",),
+        ),
+        mutant(
+            "ex_response_logprobs",
+            "log-softmax in the model's dtype, cast to float32 afterwards",
+            ("torch.log_softmax(logits[:, :-1].float(), dim=-1)", "torch.log_softmax(logits[:, :-1], dim=-1).float()"),
+            own=("test_response_logprobs",),
+        ),
+        variant(
+            "ex_response_logprobs",
+            "log-softmax written as logits.float() - logsumexp",
+            (
+                "    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)",
+                "    logits = logits[:, :-1].float()\n    logp = logits - torch.logsumexp(logits, dim=-1, keepdim=True)",
+            ),
+        ),
+        mutant(
             "ex_kl_estimate",
             "k3 with r = pi / pi_ref",
             ("log_r = -log_ratio", "log_r = log_ratio"),
@@ -674,6 +694,27 @@ MUTANTS: dict[str, list[Mutant]] = {
             own=("test_ppo_losses",),
         ),
         mutant(
+            "ex_ppo_losses",
+            "clipped policy branch from ratio.detach() (same loss, half the in-range gradient)",
+            ("torch.clamp(ratio, 1 - clip_range", "torch.clamp(ratio.detach(), 1 - clip_range"),
+            own=("test_ppo_losses",),
+        ),
+        mutant(
+            "ex_ppo_losses",
+            "clipped value branch from values.detach() (same loss, half the in-range gradient)",
+            ("torch.clamp(values - old_values", "torch.clamp(values.detach() - old_values"),
+            own=("test_ppo_losses",),
+        ),
+        variant(
+            "ex_ppo_losses",
+            "the min of the two objectives, negated",
+            (
+                "policy_loss = masked_mean(torch.maximum(unclipped, clipped), mask)",
+                "objective = torch.minimum(advantages * ratio, advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range))\n"
+                "    policy_loss = -masked_mean(objective, mask)",
+            ),
+        ),
+        mutant(
             "ex_dpo_loss",
             "reference terms with the sign flipped",
             (
@@ -696,6 +737,26 @@ MUTANTS: dict[str, list[Mutant]] = {
             "leans on TRL (imports it inside the loss)",
             ("    ### BEGIN SOLUTION\n", "    ### BEGIN SOLUTION\n    import trl  # noqa: F401\n"),
             own=("test_dpo_loss",),
+        ),
+        mutant(
+            "ex_dpo_loss",
+            "rejected log-ratio detached (same values, no gradient to the rejected reply)",
+            (
+                "rejected_logratios = policy_rejected_logps - ref_rejected_logps",
+                "rejected_logratios = (policy_rejected_logps - ref_rejected_logps).detach()",
+            ),
+            own=("test_dpo_loss",),
+        ),
+        mutant(
+            "ex_dpo_loss",
+            "-log(sigmoid(x)): an infinite loss and NaN gradients below x = -88.7",
+            ("-torch.nn.functional.logsigmoid(beta * h)", "-torch.log(torch.sigmoid(beta * h))"),
+            own=("test_dpo_loss",),
+        ),
+        variant(
+            "ex_dpo_loss",
+            "-logsigmoid(x) written as softplus(-x)",
+            ("-torch.nn.functional.logsigmoid(beta * h)", "torch.nn.functional.softplus(-beta * h)"),
         ),
     ],
     "05_lora": [
@@ -729,6 +790,21 @@ MUTANTS: dict[str, list[Mutant]] = {
                 "    return levels / levels.max()  # normalised in float32, as bitsandbytes' table was",
                 '    return bnbF.get_4bit_type("nf4", device="cpu")',
             ),
+        ),
+        mutant(
+            "ex_nf4_codebook",
+            "imports the reference library's table inside the function",
+            (
+                "    return levels / levels.max()  # normalised in float32, as bitsandbytes' table was",
+                '    from bitsandbytes.functional import get_4bit_type\n\n    return get_4bit_type("nf4", device="cpu")',
+            ),
+        ),
+        variant(
+            "ex_nf4_codebook",
+            "the quantile function imported from torch inside the function",
+            ("    delta = 0.9677083", "    from torch.special import ndtri\n\n    delta = 0.9677083"),
+            ("torch.special.ndtri(torch.linspace(delta, 0.5, 9)", "ndtri(torch.linspace(delta, 0.5, 9)"),
+            ("-torch.special.ndtri(torch.linspace(delta, 0.5, 8)", "-ndtri(torch.linspace(delta, 0.5, 8)"),
         ),
         mutant(
             "ex_nf4",

@@ -8,8 +8,10 @@ Tolerances default to `torch.testing.assert_close`'s per-dtype values.
 
 from __future__ import annotations
 
+import dis
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import types
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -210,3 +212,74 @@ def replacing(namespace: dict[str, Any], **names: Any) -> Iterator[None]:
                 namespace.pop(name, None)
             else:
                 namespace[name] = value
+
+
+# Names through which code imports a module whose name it holds as a string.
+_DYNAMIC_IMPORTS = frozenset({"__import__", "import_module"})
+
+
+def _from_library(obj: Any, library: str) -> bool:
+    """True if `obj` is module `library` (or a submodule), or a function or class defined in one."""
+    name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+    return isinstance(name, str) and name.split(".")[0] == library
+
+
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    """`code` and every code object nested in it (inner functions, lambdas, comprehensions)."""
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def library_uses(fn: Callable, library: str, skip: Collection[str] = (), _seen: set | None = None) -> list[str]:
+    """The ways `fn` reaches module `library` (a top-level name such as "bitsandbytes"); [] if none.
+
+    A static check: making the library raise while a test runs is not enough (a name bound before the test
+    keeps the real function), so this reads the compiled code of `fn` and of every function nested in it:
+    each `import` / `from ... import` statement (dotted names and imports inside the body included, read
+    from the IMPORT_NAME instructions), `__import__` / `import_module` calls and string constants naming the
+    library, and what each global name, closure variable and default argument is bound to. Helpers defined
+    in `fn`'s module are followed recursively, except those named in `skip` (exercises with their own test).
+    """
+    seen = set() if _seen is None else _seen
+    if fn in seen or not isinstance(fn, types.FunctionType):
+        return []
+    seen.add(fn)
+    used, names = set(), set()
+    for code in _code_objects(fn.__code__):
+        names.update(code.co_names)
+        for ins in dis.get_instructions(code):
+            if ins.opname == "IMPORT_NAME" and ins.argval.split(".")[0] == library:
+                used.add(f"import {ins.argval}")
+        used.update(repr(c) for c in code.co_consts
+                    if isinstance(c, str) and (c == library or c.startswith(library + ".")))
+    used.update(names & _DYNAMIC_IMPORTS)
+    bound = {name: fn.__globals__[name] for name in names if name in fn.__globals__}
+    for i, cell in enumerate(fn.__closure__ or ()):
+        try:
+            bound[fn.__code__.co_freevars[i]] = cell.cell_contents
+        except ValueError:  # an empty cell: a name not bound yet
+            pass
+    defaults = list(fn.__defaults__ or ()) + list((fn.__kwdefaults__ or {}).values())
+    bound.update((f"default argument #{i}", value) for i, value in enumerate(defaults))
+    for name, value in sorted(bound.items(), key=lambda item: item[0]):
+        if _from_library(value, library):
+            used.add(name)
+        elif isinstance(value, types.FunctionType) and value.__module__ == fn.__module__ and name not in skip:
+            used.update(library_uses(value, library, skip, seen))
+    return sorted(used)
+
+
+def assert_written_in_torch(*functions: Callable, library: str, skip: Collection[str] = ()) -> None:
+    """Fail unless no function here reaches `library`, the library the tests compare it with.
+
+    `skip`: names of helpers not to follow (exercises that have their own test); see `library_uses`.
+    """
+    for fn in functions:
+        used = library_uses(fn, library, skip)
+        if used:
+            raise AssertionError(
+                f"{fn.__name__} uses {library} (through {', '.join(used)}): the exercise is to write it in torch; "
+                f"{library} is only the reference the tests compare with"
+            )
