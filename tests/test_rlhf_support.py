@@ -176,6 +176,7 @@ def test_library_guards_catch_a_function_that_uses_trl():
         return t
 
     assert not rlhf.uses_module(honest, "trl") and rlhf.uses_module(leaning, "trl")
+    assert rlhf.uses_module(importing, "trl"), "an import inside the body escapes the static check"
     with rlhf.blocked_imports("trl"), pytest.raises(ImportError):
         importing(1)
     importing(1)  # the guard is lifted afterwards

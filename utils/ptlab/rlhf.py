@@ -17,13 +17,13 @@ import contextlib
 import copy
 import math
 import random
-import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ptlab import checks
 from ptlab.tinyworld.world import oracle_score, reply_core
 
 Messages = list[dict]
@@ -429,22 +429,6 @@ def blocked_imports(*prefixes: str) -> Iterator[None]:
 
 
 def uses_module(fn: Callable, prefix: str) -> bool:
-    """True if `fn`'s code names a global or closure variable that is, or comes from, module `prefix` ("trl")."""
-    def from_prefix(obj) -> bool:
-        name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None) or ""
-        return name == prefix or name.startswith(prefix + ".")
-
-    for cell in fn.__closure__ or ():
-        with contextlib.suppress(ValueError):  # an empty cell (a name not bound yet) raises ValueError
-            if from_prefix(cell.cell_contents):
-                return True
-    codes, seen = [fn.__code__], set()
-    while codes:
-        code = codes.pop()
-        for name in code.co_names:
-            if name not in seen and name in fn.__globals__:
-                seen.add(name)
-                if from_prefix(fn.__globals__[name]):
-                    return True
-        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return False
+    """True if `fn` reaches module `prefix` ("trl"): imports in its body, names bound to the module or to
+    what it defines, helpers it calls (`ptlab.checks.library_uses`, the one static check of the course)."""
+    return bool(checks.library_uses(fn, prefix))
