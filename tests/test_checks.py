@@ -203,3 +203,21 @@ def test_a_function_written_in_torch_passes_even_with_local_imports_and_the_name
     for library in ("bitsandbytes", "json", "bits"):
         assert checks.library_uses(_written_in_torch, library) == []
     checks.assert_written_in_torch(_written_in_torch, torch.round, library="bitsandbytes")
+
+
+def test_fake_accelerator_fails_a_cpu_tensor_mixed_with_the_inputs_as_cuda_would():
+    hidden = torch.randn(2, 5, 3)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1]])
+
+    def last_index(on_device: bool) -> torch.Tensor:
+        positions = torch.arange(5, device=mask.device) if on_device else torch.arange(5)
+        return torch.where(mask.bool(), positions, -1).max(-1).values
+
+    with checks.FakeAccelerator():
+        with pytest.raises(RuntimeError, match="same device"):
+            last_index(on_device=False)
+        last = last_index(on_device=True)
+        picked = hidden[torch.arange(2), last]  # a CPU index tensor into a GPU tensor: allowed on CUDA
+        moved = torch.arange(5).to(mask.device) + mask  # moved with .to: on the inputs' device
+        scaled = hidden * torch.tensor(2.0)  # a 0-d CPU tensor: allowed on CUDA
+    assert last.tolist() == [2, 4] and picked.shape == (2, 3) and moved.shape == (2, 5) and scaled.shape == hidden.shape

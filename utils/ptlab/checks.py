@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 # torch.testing.assert_close's defaults (rtol, atol) per dtype.
 _DEFAULT_TOL = {
@@ -283,3 +285,46 @@ def assert_written_in_torch(*functions: Callable, library: str, skip: Collection
                 f"{fn.__name__} uses {library} (through {', '.join(used)}): the exercise is to write it in torch; "
                 f"{library} is only the reference the tests compare with"
             )
+
+
+class FakeAccelerator(TorchFunctionMode):
+    """Run code on the CPU as if its tensor inputs were on a GPU, to find tensors made on the wrong device.
+
+    Inside `with FakeAccelerator():` a tensor made by a factory (torch.arange, torch.zeros, torch.tensor, ...)
+    without `device=`, or by `.cpu()`, is a "CPU" tensor, and so is any result computed from CPU tensors alone.
+    Every other tensor (the inputs, a module's weights, one made with `device=x.device`, moved with `.to(...)`
+    or computed from those) is on the "GPU". As on CUDA, an op that mixes the two raises, except with 0-d CPU
+    tensors and with CPU index tensors (`gpu_tensor[cpu_index]` works on CUDA).
+    """
+
+    FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.empty, torch.tensor, torch.as_tensor,
+                 torch.linspace, torch.eye, torch.rand, torch.randn, torch.randint, torch.randperm,
+                 torch.tril_indices, torch.triu_indices, torch.scalar_tensor}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        on_cpu = [getattr(t, "_fake_cpu", False) for t in tensors]
+        if func is torch.Tensor.__getitem__ and not on_cpu[0]:
+            on_cpu = [False] * len(tensors)  # CUDA lets CPU index tensors index a GPU tensor
+        if not all(on_cpu) and any(c and t.dim() > 0 for c, t in zip(on_cpu, tensors)):
+            raise RuntimeError(f"{getattr(func, '__name__', func)}: expected all tensors to be on the same device, "
+                               "but found a CPU tensor beside the inputs' GPU tensors (FakeAccelerator); create "
+                               "tensors on the input's device, e.g. torch.arange(T, device=hidden_states.device)")
+        out = func(*args, **kwargs)
+        if func in self.FACTORIES:
+            cpu = all(on_cpu) if tensors else "device" not in kwargs
+        elif func is torch.Tensor.to:  # .to(device) or .to(other tensor) moves it to the GPU; .to(dtype) does not
+            cpu = on_cpu[0] and not ("device" in kwargs or any(
+                isinstance(a, (torch.device, str, torch.Tensor)) for a in args[1:]))
+        elif func in (torch.Tensor.cuda, torch.Tensor.cpu):
+            cpu = func is torch.Tensor.cpu
+        else:
+            cpu = bool(tensors) and all(on_cpu)
+        if isinstance(out, torch.Tensor) and any(out is t for t in tensors) and getattr(out, "_fake_cpu", False) != cpu:
+            out = out.view_as(out)  # .to and .cpu return their input when nothing moves: a new tensor for the new tag
+        if cpu:
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    t._fake_cpu = True
+        return out
