@@ -1,6 +1,7 @@
 """Test-wide set-up: offline Hugging Face libraries and no network except loopback."""
 
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -22,36 +23,48 @@ if str(ROOT) not in sys.path:  # the instructor-only `autograder` package lives 
 
 _connect = socket.socket.connect
 
-# Running in parallel (`pytest -n 2 --dist loadgroup`, the README's test command): the minutes of the suite
-# sit in a few modules, each of which executes notebooks. Tests that share a module fixture (a graded
-# class, a JupyterLab server, a mutant kernel per lab) must stay on one worker, so each gets an xdist group;
-# the rest are scheduled one by one. Groups are handed out longest first, so the short unit tests fill the
-# gaps at the end instead of a long group starting last.
-PER_TEST = {"test_notebooks", "test_hub_track"}  # one notebook run per test, no shared fixture
-LONGEST_FIRST = ["test_browser", "test_attacks", "test_grade_class", "test_publish", "test_setup", "test_mutants",
-                 "test_hub_track", "test_notebooks", "test_models"]
+# Running in parallel (`pytest -n 2 --dist loadscope`, the README's test command). The minutes of the suite
+# sit in a few modules that execute notebooks. Tests that share a module fixture (a graded class, a
+# JupyterLab server, a published bundle) must run on one worker, one after the other; the notebook runs of
+# test_notebooks and test_hub_track are independent; test_mutants runs each lab's rows in one or more
+# kernels and names the kernel in each test's id (`[01_prompting-k1-...]`). `CourseScheduling` sends each
+# such unit to a worker, longest first (the order below), so the short unit tests fill the end.
+# (xdist's own `loadgroup` does not group under pytest 9: its node-id suffix is never applied.)
+PER_TEST = {"test_notebooks", "test_hub_track"}
+LONGEST_FIRST = ["test_mutants", "test_grade_class", "test_attacks", "test_browser", "test_publish", "test_setup",
+                 "test_notebooks", "test_hub_track", "test_lms", "test_models"]
+KERNEL_ID = re.compile(r"\[(\d\d_[a-z_]+)-k(\d+)")
 
 
-def _group(item) -> str | None:
-    module = item.module.__name__.rpartition(".")[2]
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: tests of one unit run on one worker, in order."""
+    path = nodeid.partition("::")[0]
+    module = Path(path).stem
     if module in PER_TEST:
-        return None
-    if module == "test_mutants":  # one kernel per lab: a lab's rows share it
-        lab = item.callspec.params.get("lab") if hasattr(item, "callspec") else None
-        if lab is None and "harmless" in item.name:  # reads lab 00's kernel
-            lab = "00_orientation"
-        return f"mutants-{lab}" if lab else None
-    return module
+        return nodeid
+    kernel = KERNEL_ID.search(nodeid) if module == "test_mutants" else None
+    if kernel:
+        return f"{path}::{kernel.group(1)}-k{kernel.group(2)}"
+    return path
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2], len(rank)))  # stable
-    for item in items:
-        group = _group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: rank.get(Path(item.nodeid.partition("::")[0]).stem, len(rank)))  # stable
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep the collection's longest-first order, not "most tests first"
+
+    class CourseScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    return CourseScheduling(config, log)
 
 
 def _loopback_only(self, address):

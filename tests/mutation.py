@@ -88,15 +88,28 @@ def _lost(cell) -> bool:
     return False
 
 
-def lost_points(lab: str, mutants: list[Mutant], timeout: int = 300) -> dict[str, set[str]]:
-    """{"solution": graded cells the unchanged solution fails, mutant name: graded cells it fails}."""
+def _parts(nb: nbformat.NotebookNode) -> tuple[list, list, dict[str, int]]:
+    """(the exercise part: code cells up to the last graded cell, the code cells after it, the position of
+    each solution cell in the part)."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    part = code[: max(i for i, c in enumerate(code) if _is_test(c)) + 1]
+    position = {_meta(c)["grade_id"]: i for i, c in enumerate(part) if _meta(c).get("solution")}
+    return part, code[len(part) :], position
+
+
+def rerun_cost(lab: str, m: Mutant) -> int:
+    """The code cells a mutant re-runs: its solution cell and every cell after it in the exercise part."""
+    part, _, position = _parts(notebook(lab))
+    return len(part) - position[m.cell]
+
+
+def lost_points(lab: str, mutants: list[Mutant], timeout: int = 300, rerun: bool = True) -> dict[str, set[str]]:
+    """{"solution": graded cells the unchanged solution fails, mutant name: graded cells it fails, and with
+    `rerun`, "rerun": graded cells that fail when re-run after the whole notebook}."""
     from nbclient import NotebookClient
 
     nb = notebook(lab)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    part = code[: max(i for i, c in enumerate(code) if _is_test(c)) + 1]
-    rest = code[len(part) :]
-    position = {_meta(c)["grade_id"]: i for i, c in enumerate(part) if _meta(c).get("solution")}
+    part, rest, position = _parts(nb)
     tests = [c for c in part if _is_test(c)]
     client = NotebookClient(
         nb,
@@ -123,6 +136,8 @@ def lost_points(lab: str, mutants: list[Mutant], timeout: int = 300) -> dict[str
             for cell in part[start + 1 :]:
                 run(cell)
             results[m.name] = {_meta(c)["grade_id"] for c in tests if _lost(c)}
+        if not rerun:
+            return results
         if mutants:  # restore the solution's definitions before the experiments run on them
             for cell in part[min(position[m.cell] for m in mutants) :]:
                 run(cell)

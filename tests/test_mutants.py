@@ -4,13 +4,14 @@ One table per lab: each row is a mistake a student would plausibly make (a missi
 off-by-one, a missing guard, a call to the reference library), as exact edits of one solution cell.
 `tests/mutation.py` runs a lab's exercise part once in a kernel, then each mutant with the cells after it,
 and scores the graded cells (hidden tests included) as nbgrader does. To cover a new mistake, add a row.
-Slow: 83 tests in about 3.3 minutes on 2 shared cores (2026-12-04).
+Correct variants (`variant`) must keep full marks. Slow: each lab's rows run in kernels of at most
+ROWS_PER_KERNEL rows, which tests/conftest.py spreads over the xdist workers.
 """
 
 from __future__ import annotations
 
 import pytest
-from mutation import Mutant, apply, check, lost_points, mutant, notebook, own_cells, variant  # noqa: F401
+from mutation import Mutant, apply, check, lost_points, mutant, notebook, own_cells, rerun_cost, variant
 
 pytestmark = pytest.mark.slow
 
@@ -859,41 +860,70 @@ HARMLESS = mutant("ex_sequence_logprob", "a comment added (harmless)", ("    ###
                                                                       "    ### BEGIN SOLUTION\n    # harmless\n"))
 
 
-@pytest.fixture(scope="module")
-def results():
-    """lab -> lost_points(lab), each lab run once, on first use."""
-    cache: dict[str, dict[str, set[str]]] = {}
+# A lab's rows run in several kernels when it has many (each kernel runs the exercise part once, then its
+# rows), so the two xdist workers share a long lab; rows go to the kernel with the least re-run work so far
+# (longest first), and the first kernel also re-runs every graded cell after the whole notebook.
+ROWS_PER_KERNEL = 9
 
-    def get(lab: str) -> dict[str, set[str]]:
-        if lab not in cache:
-            cache[lab] = lost_points(lab, MUTANTS[lab] + [HARMLESS] * (lab == "00_orientation"))
-        return cache[lab]
+
+def _kernels(lab: str) -> list[list[Mutant]]:
+    rows = MUTANTS[lab] + [HARMLESS] * (lab == "00_orientation")
+    kernels: list[list[Mutant]] = [[] for _ in range(-(-len(rows) // ROWS_PER_KERNEL))]
+    load = [0] * len(kernels)
+    for m in sorted(rows, key=lambda m: -rerun_cost(lab, m)):
+        i = load.index(min(load))
+        kernels[i].append(m)
+        load[i] += rerun_cost(lab, m)
+    return kernels
+
+
+KERNELS = {lab: _kernels(lab) for lab in sorted(MUTANTS)}
+KERNEL_OF = {(lab, m.name): i for lab, ks in KERNELS.items() for i, k in enumerate(ks) for m in k}
+
+
+def _in_kernel(*values, lab: str, kernel: int = 0, name: str = ""):
+    """A test parameter set whose id names `lab`'s kernel (`01_prompting-k1-...`): tests/conftest.py runs the
+    tests of one kernel on one xdist worker."""
+    return pytest.param(*values, id="-".join(filter(None, (lab, f"k{kernel}", name))))
+
+
+@pytest.fixture(scope="session")  # a worker may run other modules between two kernels of this one
+def results():
+    """(lab, kernel) -> lost_points of that kernel's rows, each run once, on first use."""
+    cache: dict[tuple[str, int], dict[str, set[str]]] = {}
+
+    def get(lab: str, kernel: int = 0) -> dict[str, set[str]]:
+        if (lab, kernel) not in cache:
+            cache[lab, kernel] = lost_points(lab, KERNELS[lab][kernel], rerun=kernel == 0)
+        return cache[lab, kernel]
 
     return get
 
 
-@pytest.mark.parametrize("lab", sorted(MUTANTS))
+@pytest.mark.parametrize("lab", [_in_kernel(lab, lab=lab) for lab in sorted(MUTANTS)])
 def test_the_unchanged_solution_passes_every_graded_cell(results, lab):
     assert results(lab)["solution"] == set()
 
 
 @pytest.mark.parametrize(
     "lab, m",
-    [(lab, m) for lab, ms in sorted(MUTANTS.items()) for m in ms],
-    ids=lambda x: x if isinstance(x, str) else x.name,
+    [_in_kernel(lab, m, lab=lab, kernel=KERNEL_OF[lab, m.name], name=m.name)
+     for lab, ms in sorted(MUTANTS.items()) for m in ms],
 )
 def test_mutant_loses_points_in_its_own_exercise_only(results, lab, m: Mutant):
     """A wrong implementation loses points in its own exercise only; a correct variant keeps full marks."""
-    check(lab, results(lab), m)
+    check(lab, results(lab, KERNEL_OF[lab, m.name]), m)
 
 
-@pytest.mark.parametrize("lab", sorted(MUTANTS))
+@pytest.mark.parametrize("lab", [_in_kernel(lab, lab=lab) for lab in sorted(MUTANTS)])
 def test_every_graded_cell_passes_again_after_the_whole_notebook(results, lab):
     """A student who runs the whole notebook, experiments included, then re-runs a test cell sees it pass."""
     assert results(lab)["rerun"] == set(), f"re-run after the whole notebook fails: {sorted(results(lab)['rerun'])}"
 
 
-def test_a_harmless_edit_loses_no_points_and_fails_the_check(results):
-    assert results("00_orientation")[HARMLESS.name] == set()
+@pytest.mark.parametrize("kernel", [_in_kernel(KERNEL_OF["00_orientation", HARMLESS.name], lab="00_orientation",
+                                                kernel=KERNEL_OF["00_orientation", HARMLESS.name])])
+def test_a_harmless_edit_loses_no_points_and_fails_the_check(results, kernel):
+    assert results("00_orientation", kernel)[HARMLESS.name] == set()
     with pytest.raises(AssertionError, match="earned full marks"):
-        check("00_orientation", results("00_orientation"), HARMLESS)
+        check("00_orientation", results("00_orientation", kernel), HARMLESS)

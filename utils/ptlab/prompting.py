@@ -63,8 +63,8 @@ def decode_batch(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, 
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # every prompt ends in the last column
     texts: list[str] = []
     try:
-        for start in range(0, len(prompts), batch_size):
-            batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
+        for first in range(0, len(prompts), batch_size):
+            batch = tokenizer(list(prompts[first : first + batch_size]), return_tensors="pt", padding=True)
             batch = {k: v.to(model.device) for k, v in batch.items()}
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=processors,
                                  pad_token_id=tokenizer.pad_token_id, stop_strings=list(stop_strings) or None,
