@@ -79,8 +79,8 @@ then run the test cell under it; a failing test says in words what is wrong.
 - **To check one exercise at a time**, run the cells above it (set-up cells and earlier exercises;
   an unfinished earlier exercise only raises its own error and can be skipped), then the exercise
   and its test cell. A test cell needs only its own exercise: it builds its inputs itself.
-- **Run All runs the full experiments** (training runs, evaluations, plots): on a laptop CPU, lab 01
-  took about 8 minutes and lab 03 about 25. **Fast mode** shrinks them to about a minute per lab, as
+- **Run All runs the full experiments** (training runs, evaluations, plots): measured on 2 CPU cores,
+  lab 01 took about 10 minutes and lab 03 about 25. **Fast mode** shrinks them to about a minute per lab, as
   the grader runs them: start JupyterLab with `PTLAB_FAST=1 jupyter lab` (Windows PowerShell:
   `$env:PTLAB_FAST=1; jupyter lab`), or put `%env PTLAB_FAST=1` in a new first cell, then Restart and
   Run All; or run the lab headless in a terminal with `ptlab run NN_topic`. The set-up cell's `FAST`
