@@ -25,7 +25,8 @@ CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 MOODLE_COLUMNS = ["Identifier", "Full name", "Grade", "Maximum grade"]
 
 
-def _rows(lab_out: Path) -> list[dict[str, str]]:
+def grade_rows(lab_out: Path) -> list[dict[str, str]]:
+    """The rows of `lab_out/grades.csv`, as dicts by column."""
     path = lab_out / "grades.csv"
     if not path.exists():
         raise SystemExit(f"no grades.csv in {lab_out}: pass the lab's folder OUT/LAB that grade_class wrote")
@@ -48,7 +49,7 @@ def moodle(rows: list[dict[str, str]]) -> list[list[str]]:
 
 def export(lab_out: Path, lms: str, assignment: str | None = None) -> tuple[Path, list[str]]:
     """Write `lab_out/LMS.csv`; return its path and warnings (students without an id, pending reviews)."""
-    rows = _rows(lab_out)
+    rows = grade_rows(lab_out)
     if lms == "canvas":
         table = canvas(rows, assignment or lab_out.name)
     elif lms == "moodle":

@@ -23,6 +23,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from autograder import export
+
 NOTE_ID = "ptlab-review-note"  # the markdown cell at the top of the feedback
 CELL_NOTE = "ptlab-review-{}"  # the markdown cell under each withheld test cell
 
@@ -162,7 +164,6 @@ def _regenerate_feedback(lab_out: Path, folder: Path, state: dict) -> None:
 def decide(lab_out: Path, student: str, approve: list[str] | None = None, reject: bool = False) -> dict:
     """Approve the cells in `approve` (all withheld cells when empty), or reject every pending cell;
     update grades.csv, the feedback and any export. Returns the new review state."""
-    from autograder import export
 
     lab_out = Path(lab_out).resolve()  # nbgrader wants an absolute course root
     folder, state = _load(lab_out, student)
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nTo decide: python -m autograder.review {args.lab_out} {args.student} --approve [GRADE_ID ...] | --reject")
         return
     state = decide(args.lab_out, args.student, args.approve, args.reject)
-    row = next(r for r in csv.DictReader(open(args.lab_out / "grades.csv")) if r["student"] == args.student)
+    row = next(r for r in export.grade_rows(args.lab_out) if r["student"] == args.student)
     print(f"{args.student}: total {row['total']} / {row['max_total']}; {row['status']}")
     print(f"feedback: {args.lab_out / 'feedback' / (args.student + '.html')}")
 

@@ -133,7 +133,7 @@ def test_feedback_shows_results_but_never_hidden_tests(graded):
 
 
 def _rows(lab_out: Path) -> dict[str, dict[str, str]]:
-    return {r["student"]: r for r in csv.DictReader(open(lab_out / "grades.csv"))}
+    return {r["student"]: r for r in export.grade_rows(lab_out)}
 
 
 def test_lms_columns_name_the_late_canvas_student_and_the_moodle_student(graded):
