@@ -4,10 +4,8 @@ The loops take the lab's exercise functions as arguments (`PPOFunctions`, `DPOFu
 student's `gae` or `dpo_loss` shows in the curves it produces. Nothing here computes a log-probability,
 a KL estimate, an advantage or a loss by itself: those are the exercises.
 
-Layout (TRL's and the lab's): a batch is `input_ids` (B, T) = left-padded prompt + response + right
-padding, `attention_mask` (B, T), and `response_mask` (B, T), 1 on the response tokens (the end-of-turn
-token included). Per-token tensors are (B, T-1), aligned with `logits[:, :-1]`: entry t belongs to the
-token `input_ids[:, t + 1]`, so the per-token response mask is `response_mask[:, 1:]`.
+The batch layout, rollouts and the update plumbing are `ptlab.rl`'s, shared with lab 07's GRPO; the names
+the lab uses from there (`rlhf.rollout`, `rlhf.pair_batch`, ...) are re-exported here.
 """
 
 from __future__ import annotations
@@ -23,131 +21,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ptlab import checks
-from ptlab.tinyworld.world import oracle_score, reply_core
-
-Messages = list[dict]
-
-# ----------------------------------------------------------------------------------------------------
-# Tokenising prompts and pairs
-
-
-def prompt_ids(tokenizer, prompts: Sequence[Messages]) -> list[list[int]]:
-    """Each prompt's chat rendering up to and including the assistant header."""
-    return [list(tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True,
-                                               return_dict=True)["input_ids"]) for p in prompts]
-
-
-def pad(rows: Sequence[Sequence[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad lists of ids to one (B, T) tensor on the "left" or "right"; returns (ids, mask)."""
-    if side not in ("left", "right"):
-        raise ValueError(f"side should be 'left' or 'right', got {side!r}")
-    T = max(len(r) for r in rows)
-    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), T), dtype=torch.long)
-    for b, r in enumerate(rows):
-        cols = slice(T - len(r), T) if side == "left" else slice(0, len(r))
-        ids[b, cols] = torch.tensor(list(r), dtype=torch.long)
-        mask[b, cols] = 1
-    return ids, mask
-
-
-def reply_ids(tokenizer, prompt: Messages, reply: str) -> tuple[list[int], list[int]]:
-    """(prompt ids, reply ids with its end-of-turn token) from the chat template, for any tokenizer."""
-    head = prompt_ids(tokenizer, [prompt])[0]
-    full = list(tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": reply}],
-                                              tokenize=True, return_dict=True)["input_ids"])
-    if full[: len(head)] != head:
-        raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
-    return head, full[len(head):]
-
-
-def pair_batch(tokenizer, prompts: Sequence[Messages], replies: Sequence[str], side: str = "right") -> dict:
-    """Prompt + reply per row, padded: input_ids, attention_mask, response_mask, all (B, T)."""
-    rows, starts = [], []
-    for prompt, reply in zip(prompts, replies, strict=True):
-        head, tail = reply_ids(tokenizer, prompt, reply)
-        rows.append(head + tail)
-        starts.append(len(head))
-    input_ids, attention_mask = pad(rows, tokenizer.pad_token_id, side)
-    T = input_ids.shape[1]
-    response_mask = torch.zeros_like(attention_mask)
-    for b, (row, start) in enumerate(zip(rows, starts)):
-        offset = T - len(row) if side == "left" else 0
-        response_mask[b, offset + start: offset + len(row)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}
-
-
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+from ptlab import checks, rl
+from ptlab.rl import (  # noqa: F401
+    CHATML_TEMPLATE,
+    Messages,
+    Rollout,
+    pad,
+    pair_batch,
+    prepare_chat_tokenizer,
+    prompt_ids,
+    reply_ids,
+    rollout,
 )
-
-
-def prepare_chat_tokenizer(tokenizer):
-    """Give a tokenizer a chat template (ChatML if it has none) and make its end-of-turn token the EOS,
-    so that `generate` stops where a reply ends. Returns the tokenizer."""
-    if tokenizer.chat_template is None:
-        tokenizer.chat_template = CHATML_TEMPLATE
-    marker = "Zq7marker"  # any text the template copies verbatim
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}],
-                                         tokenize=False)
-    after = text[text.index(marker) + len(marker):]
-    specials = sorted(tokenizer.all_special_tokens + list(tokenizer.get_added_vocab()), key=len, reverse=True)
-    token = next((t for t in specials if t and after.startswith(t)), None)
-    if token is None:
-        raise ValueError(f"the chat template writes {after[:20]!r} after a reply, not a special token; "
-                         "set tokenizer.eos_token to the model's end-of-turn token by hand")
-    tokenizer.eos_token = token
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = token
-    return tokenizer
-
-
-# ----------------------------------------------------------------------------------------------------
-# Rollouts
-
-
-@dataclass
-class Rollout:
-    """Sampled replies: input_ids, attention_mask, response_mask (B, T); prompts and reply texts."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    response_mask: torch.Tensor
-    prompts: list[Messages]
-    replies: list[str]
-
-    def select(self, rows: Sequence[int]) -> Rollout:
-        idx = torch.as_tensor(list(rows), dtype=torch.long)
-        return Rollout(self.input_ids[idx], self.attention_mask[idx], self.response_mask[idx],
-                       [self.prompts[i] for i in rows], [self.replies[i] for i in rows])
-
-
-@torch.no_grad()
-def rollout(policy, tokenizer, prompts: Sequence[Messages], max_new_tokens: int = 96,
-            temperature: float = 1.0) -> Rollout:
-    """Sample one reply per prompt (pure sampling: no top-k, no top-p, so the KL terms are exact).
-
-    Prompts are left-padded so that every reply starts in the same column; after a row's end-of-turn
-    token, `generate` writes padding, which the response mask leaves out.
-    """
-    device = next(policy.parameters()).device
-    ids, mask = pad(prompt_ids(tokenizer, prompts), tokenizer.pad_token_id, "left")  # (B, P)
-    out = policy.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True,
-                          temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
-                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id).cpu()  # (B, T)
-    generated = out[:, ids.shape[1]:]  # (B, G)
-    is_eos = generated == tokenizer.eos_token_id
-    # a token is part of the reply if no end-of-turn token came strictly before it
-    eos_before = (is_eos.long().cumsum(1) - is_eos.long()) > 0
-    response = (~eos_before).long()  # (B, G)
-    response_mask = torch.cat([torch.zeros_like(mask), response], dim=1)  # (B, T)
-    attention_mask = torch.cat([mask, response], dim=1)
-    input_ids = out.masked_fill((attention_mask == 0), tokenizer.pad_token_id)
-    replies = [tokenizer.decode(g[r.bool()], skip_special_tokens=True) for g, r in zip(generated, response)]
-    return Rollout(input_ids, attention_mask, response_mask, list(prompts), replies)
-
+from ptlab.tinyworld.world import oracle_score, reply_core
 
 # ----------------------------------------------------------------------------------------------------
 # The reward model, the oracle's metrics, and the value model
@@ -257,30 +143,18 @@ def ppo_update(fns: PPOFunctions, policy, value_model, optimizers, batch: Rollou
                advantages, returns, cfg: PPOConfig, rng: random.Random) -> dict[str, float]:
     """`ppo_epochs` passes of minibatch gradient steps on one rollout; mean of each loss term."""
     mask = batch.response_mask[:, 1:]
-    B = batch.input_ids.shape[0]
     logs: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": [], "approx_kl": []}
     policy.train()
     value_model.train()
-    for _ in range(cfg.ppo_epochs):
-        order = list(range(B))
-        rng.shuffle(order)
-        for i in range(0, B, cfg.minibatch_size):
-            rows = torch.tensor(order[i: i + cfg.minibatch_size])
-            ids, att, resp = batch.input_ids[rows], batch.attention_mask[rows], batch.response_mask[rows]
-            logp = fns.response_logprobs(policy, ids, att, resp)  # (b, T-1)
-            values = value_model(ids, att)[:, :-1]  # (b, T-1): V of the state before each token
-            out = fns.ppo_losses(logp, old_logp[rows], advantages[rows], values, old_values[rows], returns[rows],
-                                 mask[rows], cfg.clip_range, cfg.clip_range_value)
-            policy_loss, value_loss = out[0], out[1]
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            (policy_loss + value_loss).backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            torch.nn.utils.clip_grad_norm_(value_model.parameters(), cfg.max_grad_norm)
-            for opt in optimizers:
-                opt.step()
-            for key, value in zip(logs, out):
-                logs[key].append(float(value.detach()))
+    for rows in rl.minibatches(batch.input_ids.shape[0], cfg.minibatch_size, cfg.ppo_epochs, rng):
+        ids, att, resp = batch.input_ids[rows], batch.attention_mask[rows], batch.response_mask[rows]
+        logp = fns.response_logprobs(policy, ids, att, resp)  # (b, T-1)
+        values = value_model(ids, att)[:, :-1]  # (b, T-1): V of the state before each token
+        out = fns.ppo_losses(logp, old_logp[rows], advantages[rows], values, old_values[rows], returns[rows],
+                             mask[rows], cfg.clip_range, cfg.clip_range_value)
+        rl.gradient_step(out[0] + out[1], [policy, value_model], optimizers, cfg.max_grad_norm)
+        for key, value in zip(logs, out):
+            logs[key].append(float(value.detach()))
     policy.eval()
     value_model.eval()
     return {k: sum(v) / len(v) for k, v in logs.items()}
