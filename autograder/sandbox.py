@@ -18,16 +18,22 @@ user id: as root the kernel runs as a dedicated unprivileged uid, one per studen
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import resource
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 KERNEL_NAME = "ptlab-sandbox"
 UID_BASE = 61000  # uids 61000.. are the sandboxed kernels' (no /etc/passwd entry needed)
+UID_BLOCK = 256  # uids one grading run holds: RLIMIT_NPROC counts per uid, so runs at the same time never share
+SLOTS = 1000  # grading runs that can hold a block at the same time on one machine
 TMPFS_BYTES = 512 * 2**20  # /tmp and new files in the student's folder, each
 FILE_BYTES = 256 * 2**20  # RLIMIT_FSIZE: the largest file a kernel may write
 MAX_PROCESSES = 64  # RLIMIT_NPROC: threads count too (torch starts a few per core)
@@ -56,6 +62,23 @@ def unavailable() -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def uid_block() -> Iterator[int]:
+    """The first uid index of a block of UID_BLOCK that no other grading run on this machine holds until
+    this one ends (a lock file per block). Two runs sharing uids would share RLIMIT_NPROC: one class's
+    threads (or fork bomb) would kill the other's kernels."""
+    folder = Path(tempfile.gettempdir())
+    for slot in range(SLOTS):
+        with open(folder / f"ptlab-sandbox-uids-{slot}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield slot * UID_BLOCK
+            return
+    raise RuntimeError(f"all {SLOTS} uid blocks of the sandbox are held by other grading runs")
+
+
 def readonly_paths(repo: Path) -> list[str]:
     """Folders the kernel needs read-only: Python, the venv, and the sys.path entries it may see.
 
@@ -82,7 +105,7 @@ def install(root: Path, work: Path, index: int, repo: Path, mem_bytes: int) -> d
     """Write the kernel spec and sandbox config for one student; return the env nbgrader needs.
 
     `work` is the folder the kernel runs in (a copy of the student's notebook folder), `index` picks
-    the student's uid (so RLIMIT_NPROC counts this student's processes only).
+    the student's uid (so RLIMIT_NPROC counts this student's processes only; see `uid_block`).
     """
     uid = UID_BASE + index
     ipc = root / "ipc"

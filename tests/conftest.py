@@ -31,7 +31,8 @@ _connect = socket.socket.connect
 # such unit to a worker, longest first (the order below), so the short unit tests fill the end.
 # (xdist's own `loadgroup` does not group under pytest 9: its node-id suffix is never applied.)
 PER_TEST = {"test_notebooks", "test_hub_track"}
-LONGEST_FIRST = ["test_mutants", "test_grade_class", "test_attacks", "test_browser", "test_publish", "test_setup",
+SAME_UNIT = {"test_attacks": "tests/test_grade_class.py"}  # they share one graded class (`lab00_class`)
+LONGEST_FIRST = ["test_grade_class", "test_attacks", "test_mutants", "test_browser", "test_publish", "test_setup",
                  "test_notebooks", "test_hub_track", "test_lms", "test_models"]
 KERNEL_ID = re.compile(r"\[(\d\d_[a-z_]+)-k(\d+)")
 
@@ -45,7 +46,7 @@ def unit_of(nodeid: str) -> str:
     kernel = KERNEL_ID.search(nodeid) if module == "test_mutants" else None
     if kernel:
         return f"{path}::{kernel.group(1)}-k{kernel.group(2)}"
-    return path
+    return SAME_UNIT.get(module, path)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -94,3 +95,32 @@ def hub_twin_base(tmp_path_factory) -> Path:
     from ptlab.tinyworld import hubtwin
 
     return hubtwin.build(tmp_path_factory.mktemp("hub-twin-base") / "smollm2-base-twin", seed=0, flavour="base")
+
+
+@pytest.fixture(scope="session")
+def lab00_class(tmp_path_factory):
+    """Lab 00 graded once by grade_class, from a zip as a TA downloads it, for tests/test_grade_class.py (the
+    kinds of students a TA meets) and tests/test_attacks.py (cheating students, only where the sandbox works):
+    the suite's most expensive fixture. Sandboxed where bubblewrap works, else unsafe (without the attacks)."""
+    import shutil
+    from types import SimpleNamespace
+
+    import test_attacks
+    import test_grade_class
+
+    from autograder import SOLUTIONS, sandbox
+    from autograder.grade_class import grade_class
+
+    klass = tmp_path_factory.mktemp("class")
+    test_grade_class.write_class(klass)
+    sandboxed = sandbox.unavailable() is None
+    if sandboxed:
+        test_attacks.write_attacks(klass)
+    before = test_attacks.tree_hash(SOLUTIONS)
+    shutil.make_archive(str(klass), "zip", klass)
+    out = tmp_path_factory.mktemp("out")
+    # dave_hangs loops forever: his cell costs cell_timeout; lab 00's slowest cell takes about 2 s
+    results = grade_class(Path(f"{klass}.zip"), "00_orientation", out, workers=2, cell_timeout=30, timeout=900,
+                          mem_gib=4, unsafe=not sandboxed, quiet=True)
+    return SimpleNamespace(results={r.student: r for r in results}, out=out / "00_orientation",
+                           solutions_hash=before, sandboxed=sandboxed)

@@ -1,8 +1,9 @@
 """The attack corpus: cheating submissions graded by grade_class beside honest students (lab 00).
 
 Each attack is what a student who read the tests and the grader's source might try (issue 16). All are
-graded in ONE sandboxed grade_class run (two workers); each must score 0 on what it attacks or be
-flagged for review, and the honest students must keep exactly their marks. The static scan's own tests
+graded in ONE sandboxed grade_class run (two workers) with tests/test_grade_class.py's class (conftest's
+`lab00_class`); each must score 0 on what it attacks or be flagged for review, and the honest students
+must keep exactly their marks. The static scan's own tests
 (fast) are at the end: it flags every attack's code and nothing in any lab's honest solution cells.
 Slow: several minutes on 2 cores.
 """
@@ -149,7 +150,7 @@ def _b64(code: str) -> str:
     return f"import base64\nexec(base64.b64decode({base64.b64encode(code.encode()).decode()!r}).decode())\n"
 
 
-HONEST = {"alice_correct": (lambda: _notebook(SOLUTIONS), 10), "carol_untouched": (lambda: _notebook(LABS), 0)}
+HONEST = {"alice_correct": 10, "carol_untouched": 0}  # tests/test_grade_class.py's students, same class
 ATTACKS = {
     # name: (how the notebook is made, what it attacks)
     "a1_noop_helpers": (lambda: _attack(LABS, NOOP_HELPERS, YES_BODIES, every_exercise=True), "test helpers"),
@@ -164,7 +165,15 @@ ATTACKS = {
 }
 
 
-def _tree_hash(folder: Path) -> str:
+def write_attacks(klass: Path) -> None:
+    """Each attack as its student's folder (tests/conftest.py grades them with tests/test_grade_class.py's
+    class, where the honest students below are alice_correct and carol_untouched)."""
+    for name, (make, _) in ATTACKS.items():
+        (klass / name).mkdir()
+        nbformat.write(make(), klass / name / f"{LAB}.ipynb")
+
+
+def tree_hash(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
         digest.update(str(path).encode() + (path.read_bytes() if path.is_file() else b""))
@@ -172,20 +181,11 @@ def _tree_hash(folder: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    if sandbox.unavailable():
+def graded(lab00_class):
+    """(student -> result, OUT/LAB, hash of solutions/ before grading), from the sandboxed class."""
+    if not lab00_class.sandboxed:
         pytest.skip(f"sandbox unavailable: {sandbox.unavailable()}")
-    from autograder.grade_class import grade_class
-
-    klass = tmp_path_factory.mktemp("class")
-    for name, (make, _) in {**HONEST, **ATTACKS}.items():
-        (klass / name).mkdir()
-        nbformat.write(make(), klass / name / f"{LAB}.ipynb")
-    before = _tree_hash(SOLUTIONS)
-    out = tmp_path_factory.mktemp("out")
-    results = grade_class(klass, LAB, out, workers=2, cell_timeout=60, timeout=900, mem_gib=4, quiet=True)
-    return {r.student: r for r in results}, out / LAB, before  # grade_class writes OUT/LAB/
-
+    return lab00_class.results, lab00_class.out, lab00_class.solutions_hash
 
 
 @pytest.mark.slow
@@ -193,7 +193,7 @@ def graded(tmp_path_factory):
 def test_honest_students_keep_their_marks(graded, student):
     r = graded[0][student]
     assert r.status == "graded", f"{student}: {r.status}"
-    assert r.total == HONEST[student][1], f"{student}: {r.scores}"
+    assert r.total == HONEST[student], f"{student}: {r.scores}"
 
 
 @pytest.mark.slow
@@ -233,7 +233,7 @@ def test_writes_outside_the_notebook_folder_fail(graded):
     _, out, before = graded
     html = _feedback(graded, "a5_write_everywhere")
     assert "RESULT wrote" not in html and "RESULT write to solutions failed" in html
-    assert _tree_hash(SOLUTIONS) == before, "a student changed the course's solutions/"
+    assert tree_hash(SOLUTIONS) == before, "a student changed the course's solutions/"
     rows = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     assert float(rows["carol_untouched"]["total"]) == 0 and float(rows["alice_correct"]["total"]) == 10
 
@@ -306,6 +306,13 @@ def test_the_sandbox_shows_only_the_students_folder_and_no_network(tmp_path):
     assert found["pids"] <= 3, "other processes are visible"
     if os.geteuid() == 0:
         assert found["uid"] == sandbox.UID_BASE + 99
+
+
+def test_grading_runs_at_the_same_time_never_share_uids():
+    """RLIMIT_NPROC counts per uid: two classes graded at once (two xdist workers, two TAs) must not
+    share one, or one class's threads kill the other's kernels."""
+    with sandbox.uid_block() as first, sandbox.uid_block() as second:
+        assert abs(first - second) >= sandbox.UID_BLOCK
 
 
 # The static scan alone (fast).

@@ -5,8 +5,8 @@ Lab 00 has five graded cells worth 2, 2, 1, 2 and 3 points. Each student below s
 breaks. The download mixes the layouts a TA meets: folders named after students, a Moodle folder
 (grace) and Canvas flat files (ruth: late, resubmitted, an honest solution with a stray `import inspect`
 that the scan flags), beside a stray `notes.txt`; ruth's flag is then reviewed (approve, reject).
-Slow: about four minutes on 2 shared cores (with tests/test_lms.py and tests/test_student_messages.py: 49 tests
-in 4 min 20 s, 2026-12-07).
+The class is graded once, with tests/test_attacks.py's cheating students in the same download
+(tests/conftest.py: `lab00_class`). Slow: a few minutes on 2 cores.
 """
 
 import csv
@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import LABS, SOLUTIONS, export, review, sandbox
+from autograder import LABS, SOLUTIONS, export, review
 from autograder.grade_class import grade_class, report, source_max_scores
 
 LAB = "00_orientation"
@@ -81,9 +81,9 @@ def _deleted_test():
     return nb
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    klass = tmp_path_factory.mktemp("class")
+def write_class(klass: Path) -> None:
+    """The students above as an LMS download lays them out, with an earlier upload, a stray file and an
+    empty folder (tests/conftest.py zips and grades it, with tests/test_attacks.py's students)."""
     for name, (make, _, _) in STUDENTS.items():
         path = klass / UPLOADS.get(name, f"{name}/{LAB}.ipynb")
         path.parent.mkdir(exist_ok=True)
@@ -91,13 +91,12 @@ def graded(tmp_path_factory):
     shutil.copy(LABS / LAB / f"{LAB}.ipynb", klass / f"ruthflagged_LATE_7001_9000_{LAB}.ipynb")  # first upload
     (klass / "notes.txt").write_text("a file the LMS download carried along")
     (klass / "ivan_empty").mkdir()  # submitted nothing
-    out = tmp_path_factory.mktemp("out")
-    shutil.make_archive(str(klass), "zip", klass)  # graded from the zip, as a TA would download it
-    # Sandboxed where bubblewrap works (tests/test_attacks.py covers the sandbox itself); without it
-    # the same expectations hold for the unsandboxed grader.
-    results = grade_class(Path(f"{klass}.zip"), LAB, out, workers=2, cell_timeout=60, timeout=900, mem_gib=4,
-                          unsafe=sandbox.unavailable() is not None, quiet=True)
-    return {r.student: r for r in results}, out / LAB
+
+
+@pytest.fixture(scope="module")
+def graded(lab00_class):
+    """(student -> result, OUT/LAB) of the class graded once for this module and tests/test_attacks.py."""
+    return lab00_class.results, lab00_class.out
 
 
 @pytest.mark.parametrize("student", list(STUDENTS))
@@ -109,15 +108,22 @@ def test_each_student_gets_the_expected_score(graded, student):
     assert r.total == expected, f"{student}: {r.scores} ({r.status})"
 
 
+def test_the_solution_raises_nowhere_outside_the_tests_and_the_release_scores_zero(graded):
+    """What tests/test_notebooks.py checks for every other lab (selfcheck), for lab 00 from this class."""
+    alice, carol = graded[0]["alice_correct"], graded[0]["carol_untouched"]
+    assert alice.total == alice.max_total > 0 and not alice.errors, alice.errors
+    assert carol.status == "graded" and carol.total == 0
+
+
 def test_a_student_without_a_notebook_gets_zero_with_a_reason(graded):
     r = graded[0]["ivan_empty"]
     assert r.total == 0 and "no 00_orientation.ipynb" in r.status
 
 
 def test_grades_csv_has_every_student_and_every_graded_cell(graded):
-    _, out = graded
+    results, out = graded
     rows = list(csv.DictReader(open(out / "grades.csv")))
-    assert sorted(r["student"] for r in rows) == sorted([*STUDENTS, "ivan_empty"])
+    assert sorted(r["student"] for r in rows) == sorted(results) and {*STUDENTS, "ivan_empty"} <= set(results)
     for column in ("test_next_token_probs", "test_top_next_tokens", "test_count_parameters", "test_llama_param_count",
                    "test_sequence_logprob", "total", "max_total", "status"):
         assert column in rows[0], f"missing column {column}"

@@ -863,7 +863,7 @@ HARMLESS = mutant("ex_sequence_logprob", "a comment added (harmless)", ("    ###
 # A lab's rows run in several kernels when it has many (each kernel runs the exercise part once, then its
 # rows), so the two xdist workers share a long lab; rows go to the kernel with the least re-run work so far
 # (longest first), and the first kernel also re-runs every graded cell after the whole notebook.
-ROWS_PER_KERNEL = 9
+ROWS_PER_KERNEL = 16
 
 
 def _kernels(lab: str) -> list[list[Mutant]]:

@@ -4,10 +4,12 @@ instructor tool; it installs with its own README's command and runs a lab."""
 import ast
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import nbformat
+import preinstalled
 import pytest
 
 from autograder import SOLUTIONS, lab_names
@@ -173,6 +175,10 @@ def test_bundle_installs_with_its_readme_command_and_runs_lab_00(bundle):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_CONFIG_PATH")}
     env["HF_HUB_OFFLINE"] = "1"
     env["PIP_COMPILE"] = "0"  # pip's --no-compile: byte-compiling every installed module is minutes of CPU
+    # torch comes preinstalled (tests/preinstalled.py: .ci/run installs the same pin the same way each run);
+    # the README's own commands create the venv again over it and install everything else.
+    links = preinstalled.link_folder(bundle.parent / "preinstalled")
+    preinstalled.venv_with_torch(bundle / ".venv", links, python=shutil.which("python3", path=env.get("PATH")))
     setup = subprocess.run(["bash", "-c", _readme_setup_command(bundle)], cwd=bundle, env=env, capture_output=True,
                            text=True, timeout=1800)
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]

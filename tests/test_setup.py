@@ -10,6 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import preinstalled
 import pytest
 import yaml  # PyYAML comes with datasets and jupyter
 from packaging.requirements import Requirement
@@ -148,7 +149,7 @@ def test_import_statements_keeps_multi_line_imports_whole():
 @pytest.mark.slow
 @needs_tomllib
 def test_colab_style_install_imports_every_lab_without_the_notebook_stack(tmp_path):
-    """Build the wheel, install it with no extras in a fresh venv (as Colab's `%pip install` does), and
+    """Build the wheel, install it with no extras in a fresh venv that has torch (as Colab's `%pip install` does), and
     run every lab's set-up cell and every import of every lab there: no JupyterLab, no nbgrader."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PIP_COMPILE"] = "0"  # pip's --no-compile: byte-compiling every installed module is minutes of CPU
@@ -165,12 +166,13 @@ def test_colab_style_install_imports_every_lab_without_the_notebook_stack(tmp_pa
     assert not unconditional & NOTEBOOK_STACK, f"the wheel requires {unconditional & NOTEBOOK_STACK}"
     (tmp_path / "requires.txt").write_text("\n".join(requires))
 
-    venv = tmp_path / "colab"
-    assert run(sys.executable, "-m", "venv", str(venv)).returncode == 0
-    python = str(venv / "bin" / "python")
+    # A Colab runtime has torch installed: so has this venv (tests/preinstalled.py); the install must keep it.
+    links = preinstalled.link_folder(tmp_path / "preinstalled")
+    python = str(preinstalled.venv_with_torch(tmp_path / "colab", links))
     installed = run(python, "-m", "pip", "install", "torch==2.13.0", str(wheel), "-c", str(ROOT / "constraints.txt"),
                     timeout=1800)
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+    assert preinstalled.torch_location(Path(python)).startswith(str(links)), "installing the wheel replaced torch"
     present = run(python, "-c", "import importlib.util as u, json; print(json.dumps("
                   "[m for m in ('jupyterlab', 'nbgrader', 'notebook', 'jupyter_server') if u.find_spec(m)]))")
     assert json.loads(present.stdout) == [], f"a plain install pulled in {present.stdout}"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.abc
+import importlib.util
 import io
 import logging
 import os
@@ -88,25 +90,71 @@ def quiet() -> Iterator[None]:
             os.close(saved_fd)
 
 
-def quiet_libraries(*names: str) -> None:
-    """Import noisy libraries once, silently, and turn their own chatter down for the rest of the session.
-
-    Call it in a notebook's set-up cell: later imports in test cells are then cache hits and print
-    nothing. Libraries that are not installed are skipped (a preflight reports them).
-    """
-    for name in names or NOISY_LIBRARIES:
-        with quiet(), contextlib.suppress(ImportError):
-            importlib.import_module(name)
-    with contextlib.suppress(ImportError):
+def _settle(name: str) -> None:
+    """Turn a just-imported library's own chatter down (logging, progress bars)."""
+    if name == "transformers":
         import transformers
 
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
-    with contextlib.suppress(ImportError):
+    elif name == "datasets":
         import datasets
 
         datasets.logging.set_verbosity_error()
         datasets.disable_progress_bars()
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs a module's import inside `quiet()`, then `_settle`s it; anything else goes to the real loader."""
+
+    def __init__(self, loader, name: str):
+        self._loader, self._name = loader, name
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with quiet():
+            self._loader.exec_module(module)
+        _settle(self._name)
+
+    def __getattr__(self, attr):  # resource readers, is_package, ...: the real loader's
+        return getattr(self._loader, attr)
+
+
+class _QuietImports(importlib.abc.MetaPathFinder):
+    """On a library's first import, wherever it happens (a test cell included), make it quiet."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = set(names)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.names:
+            return None
+        self.names.discard(fullname)  # once: the real finders below answer from here on
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader, fullname)
+        return spec
+
+
+def quiet_libraries(*names: str) -> None:
+    """Make the noisy libraries quiet for the rest of the session, whenever they are first imported.
+
+    Call it in a notebook's set-up cell. A library already imported is settled now; the others are
+    imported inside `quiet()` when the lab first imports them (a lab that never uses peft does not pay
+    the seconds its import and bitsandbytes' take), so even a first import in a test cell prints nothing.
+    Names given: import those now, quietly (for scripts that want the cost up front).
+    """
+    pending = tuple(n for n in NOISY_LIBRARIES if n not in sys.modules)
+    if pending and not any(isinstance(f, _QuietImports) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImports(pending))
+    for name in NOISY_LIBRARIES:
+        if name in sys.modules:
+            _settle(name)
+    for name in names:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     for logger in ("bitsandbytes", "peft", "accelerate"):
         logging.getLogger(logger).setLevel(logging.ERROR)
     # Known, harmless warnings a student cannot act on.
