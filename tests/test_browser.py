@@ -1,6 +1,7 @@
 """A real browser: JupyterLab on 127.0.0.1 with a token, driven by headless Chromium through Playwright.
 
-Every solution notebook runs with Run All and must finish with no error output and no unexecuted code
+Every solution notebook runs with Run All, with MODEL set to the Hub-format twin of the model it suggests
+(the Hub track, tests/test_hub_track.py), and must finish with no error output and no unexecuted code
 cell; a released notebook stops at its first unfinished exercise (as its "Working in this notebook"
 cell says), and a test cell shows a readable message for a wrong answer.
 
@@ -19,9 +20,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
+from test_hub_track import twin_of  # the Hub track's rule: which twin a lab runs on
 
 from autograder import lab_names
+from ptlab import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 # /usr/bin/chromium is a wrapper script that misbehaves in root containers; the binary itself works.
@@ -58,11 +62,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab_server(tmp_path_factory):
-    """JupyterLab serving a scratch copy of solutions/ and labs/ (nothing is written to the repository)."""
+def lab_server(tmp_path_factory, request):
+    """JupyterLab serving a scratch copy of solutions/ and labs/ (nothing is written to the repository), in
+    which each solution notebook's MODEL names the Hub twin of the flavour it suggests (tests/test_hub_track.py)."""
     work = tmp_path_factory.mktemp("browser")
     for folder in ("solutions", "labs"):
         shutil.copytree(ROOT / folder, work / folder)
+    for lab in lab_names():
+        path = work / "solutions" / lab / f"{lab}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        nbformat.write(runner.set_model(nb, str(twin_of(lab, request))), path)
     # Render every cell (no virtual scrolling), so the page holds every output the test reads.
     settings = work / ".settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
@@ -148,7 +157,9 @@ def _run_all_and_wait(page) -> dict:
 
 
 @pytest.mark.parametrize("lab", lab_names())
-def test_solution_notebook_runs_all_in_the_browser_without_errors(lab, lab_server, browser):
+def test_solution_notebook_runs_all_in_the_browser_on_its_hub_model_without_errors(lab, lab_server, browser):
+    """Run All in JupyterLab, with MODEL = the Hub twin the lab suggests: the frontend and the Hub code path
+    in one run (tests/test_hub_track.py runs the same headless where no browser is available)."""
     page = _open(browser, lab_server, f"solutions/{lab}/{lab}.ipynb")
     try:
         state = _run_all_and_wait(page)
