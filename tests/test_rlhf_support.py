@@ -224,3 +224,16 @@ def test_colab_track_dpo_and_rollout_run_with_a_bpe_model_on_a_local_preference_
     history = rlhf.train_ppo(ppo_fns, policy, model, rlhf.ValueModel(model), tok, prompts, rlhf.reward_scorer(*rm), cfg,
                              progress=False)
     assert all(math.isfinite(v) for v in history[0].values())
+
+
+def test_adaptive_beta_follows_ziegler_et_al_controller():
+    # e = clip((KL - target) / target, -0.2, 0.2); beta <- beta * (1 + e / horizon)
+    assert rlhf.adaptive_beta(0.1, kl=3.0, kl_target=1.0, horizon=10) == pytest.approx(0.1 * 1.02)  # e clipped at 0.2
+    assert rlhf.adaptive_beta(0.1, kl=0.9, kl_target=1.0, horizon=10) == pytest.approx(0.1 * 0.99)
+    assert rlhf.adaptive_beta(0.1, kl=1.0, kl_target=1.0, horizon=10) == pytest.approx(0.1)
+
+
+def test_whiten_scores_gives_zero_mean_unit_spread_and_zeros_for_equal_scores():
+    out = rlhf.whiten_scores(torch.tensor([1.0, 2.0, 3.0, 6.0]))
+    assert float(out.mean()) == pytest.approx(0.0, abs=1e-6) and float(out.std()) == pytest.approx(1.0, abs=1e-5)
+    assert torch.equal(rlhf.whiten_scores(torch.full((4,), 0.7)), torch.zeros(4))

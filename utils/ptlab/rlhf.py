@@ -17,6 +17,7 @@ import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from ptlab.rl import (  # noqa: F401
     CHATML_TEMPLATE,
     Messages,
     Rollout,
+    best_of_n_curve,
     pad,
     pair_batch,
     prepare_chat_tokenizer,
@@ -39,19 +41,22 @@ from ptlab.tinyworld.world import oracle_score, reply_core
 # The reward model, the oracle's metrics, and the value model
 
 
-def reward_scorer(reward_model, tokenizer, batch_size: int = 64) -> Callable[[Sequence[Messages], Sequence[str]], torch.Tensor]:
+def reward_scorer(reward_model, tokenizer, batch_size: int = 16) -> Callable[[Sequence[Messages], Sequence[str]], torch.Tensor]:
     """A function (prompts, replies) -> (B,) reward-model scores of the full chats, right-padded."""
     device = next(reward_model.parameters()).device
 
     @torch.no_grad()
     def score(prompts: Sequence[Messages], replies: Sequence[str]) -> torch.Tensor:
-        out = []
-        for i in range(0, len(prompts), batch_size):
-            batch = pair_batch(tokenizer, prompts[i: i + batch_size], replies[i: i + batch_size], "right")
+        # chunks of similar length, so that one long reply does not pad every row of the batch
+        order = sorted(range(len(prompts)), key=lambda i: len(replies[i]) + len(prompts[i][-1]["content"]))
+        out = torch.zeros(len(prompts))
+        for i in range(0, len(order), batch_size):
+            rows = order[i: i + batch_size]
+            batch = pair_batch(tokenizer, [prompts[j] for j in rows], [replies[j] for j in rows], "right")
             logits = reward_model(input_ids=batch["input_ids"].to(device),
                                   attention_mask=batch["attention_mask"].to(device)).logits  # (b, 1)
-            out.append(logits[:, 0].float().cpu())
-        return torch.cat(out)
+            out[rows] = logits[:, 0].float().cpu()
+        return out
 
     return score
 
@@ -72,8 +77,8 @@ def oracle_metrics(prompts: Sequence[Messages], replies: Sequence[str]) -> dict[
 class ValueModel(nn.Module):
     """A value head on a transformer trunk: V(s_t) for every position, (B, T).
 
-    From a reward model (TRL's PPO does the same): its trunk, and its score layer applied at every token
-    instead of only the last one. From a causal LM (when the reward model reads another tokenizer, as on
+    From a reward model (InstructGPT initialises its value model from its reward model, Ouyang et al.
+    2022): its trunk, and its score layer applied at every token instead of only the last one. From a causal LM (when the reward model reads another tokenizer, as on
     the Hub track): its trunk and a new linear head that starts at 0. Either way a copy: the model it is
     built from stays as it is.
     """
@@ -112,29 +117,52 @@ class PPOFunctions:
 
 @dataclass
 class PPOConfig:
-    steps: int = 60              # rollouts (one PPO update each)
-    batch_size: int = 32         # prompts per rollout
+    """Lab 04's full-mode PPO recipe on the tiny world (its defaults); the lab changes beta and the reward."""
+
+    steps: int = 50              # rollouts (one PPO update each)
+    batch_size: int = 16         # prompts per rollout
     minibatch_size: int = 16     # rows per gradient step
     ppo_epochs: int = 2          # passes over each rollout
-    lr: float = 2e-5             # policy learning rate
-    value_lr: float = 1e-4       # value model learning rate (TRL uses one optimizer; two keep the scales apart)
-    beta: float = 0.05           # KL penalty coefficient
-    gamma: float = 1.0           # no discount within a reply (TRL's default)
-    lam: float = 0.95            # GAE lambda (TRL's default)
+    lr: float = 4e-5             # policy learning rate
+    value_lr: float = 1e-4       # value model learning rate (its own optimizer: the two scales differ)
+    beta: float = 0.5            # KL penalty coefficient, reward units per nat (the start value with kl_target)
+    kl_target: float | None = None  # nats per reply: adapt beta toward it (Ziegler et al. 2019, eq. 2); None: fixed
+    kl_horizon: int = 10         # the adaptive controller's horizon, in steps (its K_beta = 1 / horizon)
+    whiten_scores: bool = False  # scores (B,) -> (s - mean) / std over each rollout, so that beta is in units of
+    #                              the reward's spread whatever its scale (False: beta in the reward's own units)
+    gamma: float = 1.0           # no discount within a reply
+    lam: float = 0.95            # GAE lambda
     clip_range: float = 0.2
     clip_range_value: float = 0.2
     max_grad_norm: float = 1.0
     max_new_tokens: int = 96
     temperature: float = 1.0
-    kl_kind: str = "k3"          # the estimator used to *report* KL (the penalty is k1, as in TRL)
+    kl_kind: str = "k3"          # the estimator used to *report* KL (the penalty is k1, the objective's log-ratio)
     seed: int = 0
+
+
+def adaptive_beta(beta: float, kl: float, kl_target: float, horizon: int) -> float:
+    """The next KL coefficient of Ziegler et al. 2019 (eq. 2): beta * (1 + e / horizon), with the error
+    e = clip((kl - kl_target) / kl_target, -0.2, 0.2): beta grows while the measured KL is above target."""
+    error = min(max((kl - kl_target) / kl_target, -0.2), 0.2)
+    return beta * (1 + error / horizon)
+
+
+def whiten_scores(scores: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(B,) scores -> (scores - mean) / std over the batch; all-equal scores give zeros."""
+    return (scores - scores.mean()) / (scores.std() + eps)
+
+
+def per_token(fn: Callable, batch: Rollout) -> torch.Tensor:
+    """`fn(input_ids, attention_mask, response_mask)` -> (B, T-1) on a rollout, by chunks of similar reply
+    length cut to their columns (`rl.per_token_in_chunks`): the same values, a fraction of the padding."""
+    return rl.per_token_in_chunks(fn, batch.input_ids, batch.attention_mask, batch.response_mask)
 
 
 def sequence_kl(fns, policy, ref_policy, batch: Rollout, kind: str = "k3") -> torch.Tensor:
     """(B,) KL(policy || reference) of each sampled reply: the per-token estimates summed over the reply."""
     with torch.no_grad():
-        logp = fns.response_logprobs(policy, batch.input_ids, batch.attention_mask, batch.response_mask)
-        ref_logp = fns.response_logprobs(ref_policy, batch.input_ids, batch.attention_mask, batch.response_mask)
+        logp, ref_logp = (per_token(partial(fns.response_logprobs, model), batch) for model in (policy, ref_policy))
         mask = batch.response_mask[:, 1:]
         return fns.kl_estimate(logp, ref_logp, mask, kind).sum(1)
 
@@ -147,11 +175,14 @@ def ppo_update(fns: PPOFunctions, policy, value_model, optimizers, batch: Rollou
     policy.train()
     value_model.train()
     for rows in rl.minibatches(batch.input_ids.shape[0], cfg.minibatch_size, cfg.ppo_epochs, rng):
-        ids, att, resp = batch.input_ids[rows], batch.attention_mask[rows], batch.response_mask[rows]
-        logp = fns.response_logprobs(policy, ids, att, resp)  # (b, T-1)
-        values = value_model(ids, att)[:, :-1]  # (b, T-1): V of the state before each token
-        out = fns.ppo_losses(logp, old_logp[rows], advantages[rows], values, old_values[rows], returns[rows],
-                             mask[rows], cfg.clip_range, cfg.clip_range_value)
+        cols = rl.used_columns(batch.attention_mask[rows])  # this minibatch's columns: [lo, hi)
+        ids, att, resp = (x[rows, cols] for x in (batch.input_ids, batch.attention_mask, batch.response_mask))
+        logp = fns.response_logprobs(policy, ids, att, resp)  # (b, t-1)
+        values = value_model(ids, att)[:, :-1]  # (b, t-1): V of the state before each token
+        token_cols = slice(cols.start, cols.stop - 1)  # the per-token columns of the cut batch
+        out = fns.ppo_losses(logp, *(x[rows, token_cols] for x in (old_logp, advantages)), values,
+                             *(x[rows, token_cols] for x in (old_values, returns, mask)), cfg.clip_range,
+                             cfg.clip_range_value)
         rl.gradient_step(out[0] + out[1], [policy, value_model], optimizers, cfg.max_grad_norm)
         for key, value in zip(logs, out):
             logs[key].append(float(value.detach()))
@@ -161,13 +192,17 @@ def ppo_update(fns: PPOFunctions, policy, value_model, optimizers, batch: Rollou
 
 
 def train_ppo(fns: PPOFunctions, policy, ref_policy, value_model, tokenizer, prompts: Sequence[Messages],
-              reward_fn: Callable, cfg: PPOConfig, progress: bool = True) -> list[dict[str, float]]:
-    """PPO with a KL penalty (Ziegler et al. 2019; InstructGPT, Ouyang et al. 2022, eq. 2), TRL's recipe.
+              reward_fn: Callable, cfg: PPOConfig, progress: bool = True, evaluate: Callable | None = None,
+              eval_every: int = 0) -> list[dict[str, float]]:
+    """PPO with a KL penalty (Ziegler et al. 2019; InstructGPT, Ouyang et al. 2022, eq. 2).
 
-    Each step: sample `batch_size` prompts, roll out, score with `reward_fn`, shape the rewards with the KL
-    penalty, estimate advantages with GAE, then `ppo_epochs` of clipped updates in minibatches. The
-    reference policy and the reward model stay frozen. Returns one dict per step: the reward model's
-    score ("proxy"), the oracle's score and correctness, filler share, KL to the reference, the losses.
+    Each step: sample `batch_size` prompts, roll out, score with `reward_fn` (whitened over the rollout if
+    `cfg.whiten_scores`), shape the rewards with the KL penalty, estimate advantages with GAE, then
+    `ppo_epochs` of clipped updates in minibatches. The reference policy and the reward model stay
+    frozen. With `cfg.kl_target`, beta adapts after each step (`adaptive_beta`). `evaluate(policy)` ->
+    dict, if given, runs after every `eval_every`-th update and after the last (its keys join that step's
+    record with an "eval_" prefix). Returns one dict per step: the raw score ("proxy"), the oracle's score
+    and correctness, filler share, KL to the reference, beta, the losses.
     """
     from tqdm.auto import tqdm
 
@@ -175,23 +210,30 @@ def train_ppo(fns: PPOFunctions, policy, ref_policy, value_model, tokenizer, pro
     torch.manual_seed(cfg.seed)
     optimizers = [torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0),
                   torch.optim.AdamW(value_model.parameters(), lr=cfg.value_lr, weight_decay=0.0)]
+    beta = cfg.beta
     history = []
     for step in tqdm(range(cfg.steps), desc=f"PPO beta={cfg.beta:g}", disable=not progress):
+        record: dict[str, float] = {"step": step, "beta": beta}
         batch = rollout(policy, tokenizer, rng.sample(list(prompts), cfg.batch_size), cfg.max_new_tokens,
                         cfg.temperature)
         mask = batch.response_mask[:, 1:]  # (B, T-1)
         with torch.no_grad():
-            old_logp = fns.response_logprobs(policy, batch.input_ids, batch.attention_mask, batch.response_mask)
-            ref_logp = fns.response_logprobs(ref_policy, batch.input_ids, batch.attention_mask, batch.response_mask)
-            old_values = value_model(batch.input_ids, batch.attention_mask)[:, :-1] * mask
+            old_logp, ref_logp = (per_token(partial(fns.response_logprobs, model), batch) for model in (policy, ref_policy))
+            old_values = per_token(lambda ids, att, resp: value_model(ids, att)[:, :-1], batch) * mask
         scores = reward_fn(batch.prompts, batch.replies)  # (B,)
-        rewards = fns.shaped_rewards(scores, old_logp, ref_logp, mask, cfg.beta)  # (B, T-1)
+        rewards = fns.shaped_rewards(whiten_scores(scores) if cfg.whiten_scores else scores, old_logp, ref_logp,
+                                     mask, beta)  # (B, T-1)
         advantages, returns = fns.gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
         kl = fns.kl_estimate(old_logp, ref_logp, mask, cfg.kl_kind).sum(1)  # (B,)
         losses = ppo_update(fns, policy, value_model, optimizers, batch, old_logp, old_values, advantages,
                             returns, cfg, rng)
-        history.append({"step": step, "proxy": float(scores.mean()), "kl": float(kl.mean()),
-                        **oracle_metrics(batch.prompts, batch.replies), **losses})
+        if cfg.kl_target is not None:
+            beta = adaptive_beta(beta, float(kl.mean()), cfg.kl_target, cfg.kl_horizon)
+        record.update({"proxy": float(scores.mean()), "kl": float(kl.mean()),
+                       **oracle_metrics(batch.prompts, batch.replies), **losses})
+        if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or step == cfg.steps - 1):
+            record.update({f"eval_{k}": v for k, v in evaluate(policy).items()})  # after this step's update
+        history.append(record)
     return history
 
 
@@ -207,10 +249,12 @@ class DPOFunctions:
 
 @dataclass
 class DPOConfig:
-    steps: int = 200
+    """Lab 04's full-mode DPO on the tiny world (120 steps of 16 pairs)."""
+
+    steps: int = 120
     batch_size: int = 16   # pairs per step
-    lr: float = 2e-5
-    beta: float = 0.1
+    lr: float = 5e-5
+    beta: float = 0.5
     loss_type: str = "sigmoid"
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -267,17 +311,20 @@ def train_dpo(fns: DPOFunctions, policy, ref_policy, tokenizer, pairs: Sequence[
 
 
 def evaluate_policy(fns, policy, ref_policy, tokenizer, prompts: Sequence[Messages], reward_fn: Callable,
-                    max_new_tokens: int = 96, kind: str = "k3", seed: int = 0) -> dict[str, float]:
-    """One sampled reply per prompt: proxy (reward model), oracle, correctness, filler share and KL."""
+                    max_new_tokens: int = 96, kind: str = "k3", seed: int = 0, samples: int = 1) -> dict[str, float]:
+    """`samples` sampled replies per prompt: mean proxy (reward model), oracle, correctness, filler share and
+    KL to the reference (per reply, the per-token estimates summed)."""
     torch.manual_seed(seed)
-    batch = rollout(policy, tokenizer, prompts, max_new_tokens)
+    batch = rollout(policy, tokenizer, prompts, max_new_tokens, group_size=samples)
     kl = sequence_kl(fns, policy, ref_policy, batch, kind)
     return {"proxy": float(reward_fn(batch.prompts, batch.replies).mean()), "kl": float(kl.mean()),
             **oracle_metrics(batch.prompts, batch.replies)}
 
 
 def best_of_n_kl(n: int) -> float:
-    """KL of best-of-n sampling to the base policy: log n - (n - 1) / n (Stiennon et al. 2020, app. G.3)."""
+    """log n - (n - 1) / n: an upper bound on the KL of best-of-n sampling to the base policy (Beirami et al.
+    2024), reached only when no two samples are alike (Stiennon et al. 2020, app. G.3). For the KL on a
+    policy's actual replies, see `rl.best_of_n_curve`."""
     return math.log(n) - (n - 1) / n
 
 
