@@ -839,6 +839,179 @@ MUTANTS: dict[str, list[Mutant]] = {
             own=("test_nearest_level",),
         ),
     ],
+    "07_rlvr": [
+        mutant(
+            "ex_verifiable_reward",
+            "reads the last run of letters, as the lenient oracle does",
+            ("return 1.0 if body == task.answer(word) else 0.0",
+             "return 1.0 if tinyworld.reply_core(reply) == task.answer(word) else 0.0"),
+        ),
+        mutant(
+            "ex_verifiable_reward",
+            "compares without case",
+            ("return 1.0 if body == task.answer(word) else 0.0",
+             "return 1.0 if body.lower() == task.answer(word).lower() else 0.0"),
+        ),
+        mutant(
+            "ex_verifiable_reward",
+            "accepts the answer anywhere in the reply",
+            ("return 1.0 if body == task.answer(word) else 0.0", "return 1.0 if task.answer(word) in body else 0.0"),
+        ),
+        mutant(
+            "ex_verifiable_reward",
+            "strips every filler it finds (no break)",
+            ("            body = body[len(filler):]\n            break\n", "            body = body[len(filler):]\n"),
+        ),
+        mutant(
+            "ex_verifiable_reward",
+            "no filler allowed",
+            ("fillers = sorted(tinyworld.FILLERS[1] + tinyworld.FILLERS[2], key=len, reverse=True)", "fillers = []"),
+        ),
+        mutant(
+            "ex_verifiable_reward",
+            "surrounding whitespace not stripped",
+            ("body = reply.strip()", "body = reply"),
+        ),
+        variant(
+            "ex_verifiable_reward",
+            "one regular expression: an optional filler, then the answer, nothing else",
+            (
+                "    body = reply.strip()\n",
+                "    import re\n    options = '|'.join(re.escape(f) for f in tinyworld.FILLERS[1] + tinyworld.FILLERS[2])\n"
+                "    return 1.0 if re.fullmatch(f'(?:{options})?{re.escape(task.answer(word))}', reply.strip()) else 0.0\n"
+                "    body = reply.strip()\n",
+            ),
+        ),
+        mutant(
+            "ex_group_advantages",
+            "std over the whole batch for 'group'",
+            ("advantages / (groups.std(dim=1, keepdim=True) + 1e-4)", "advantages / (rewards.std() + 1e-4)"),
+        ),
+        mutant(
+            "ex_group_advantages",
+            "population std (divides by G, not G - 1)",
+            ("groups.std(dim=1, keepdim=True)", "groups.std(dim=1, keepdim=True, correction=0)"),
+        ),
+        mutant(
+            "ex_group_advantages",
+            "groups read column-wise (view(G, -1))",
+            ("groups = rewards.view(-1, group_size)", "groups = rewards.view(group_size, -1)"),
+        ),
+        mutant(
+            "ex_group_advantages",
+            "epsilon 1e-8 instead of TRL's 1e-4",
+            ("advantages / (groups.std(dim=1, keepdim=True) + 1e-4)", "advantages / (groups.std(dim=1, keepdim=True) + 1e-8)"),
+        ),
+        mutant(
+            "ex_group_advantages",
+            "'none' divides by the group std too",
+            ("    if scale == \"group\":\n", "    if scale in (\"group\", \"none\"):\n"),
+        ),
+        variant(
+            "ex_group_advantages",
+            "std as the square root of the unbiased variance, mean as a sum over G",
+            (
+                "advantages = groups - groups.mean(dim=1, keepdim=True)",
+                "advantages = groups - groups.sum(dim=1, keepdim=True) / group_size",
+            ),
+            ("groups.std(dim=1, keepdim=True)", "groups.var(dim=1, keepdim=True).sqrt()"),
+        ),
+        mutant(
+            "ex_dynamic_sampling_mask",
+            "drops only the all-wrong groups",
+            ("informative = (groups != groups[:, :1]).any(dim=1)", "informative = groups.sum(dim=1) > 0"),
+        ),
+        mutant(
+            "ex_dynamic_sampling_mask",
+            "one flag per group, not per row",
+            ("return informative.repeat_interleave(group_size)", "return informative"),
+        ),
+        mutant(
+            "ex_dynamic_sampling_mask",
+            "filter reads groups column-wise (view(G, -1))",
+            ("groups = rewards.view(-1, group_size)", "groups = rewards.view(group_size, -1)"),
+        ),
+        mutant(
+            "ex_dynamic_sampling_mask",
+            "keeps the flat groups instead",
+            ("informative = (groups != groups[:, :1]).any(dim=1)", "informative = (groups == groups[:, :1]).all(dim=1)"),
+        ),
+        variant(
+            "ex_dynamic_sampling_mask",
+            "a group is informative when its std is above 0",
+            ("informative = (groups != groups[:, :1]).any(dim=1)", "informative = groups.std(dim=1) > 0"),
+        ),
+        mutant(
+            "ex_grpo_loss",
+            "sequence mean and token mean mixed up",
+            ("    if loss_type == \"grpo\":  # mean", "    if loss_type in (\"bnpo\", \"dapo\"):  # mean"),
+        ),
+        mutant(
+            "ex_grpo_loss",
+            "epsilon_high ignored (symmetric clip)",
+            ("1 + epsilon_high)", "1 + epsilon_low)"),
+        ),
+        mutant(
+            "ex_grpo_loss",
+            "detached ratio in the clipped branch",
+            ("torch.clamp(ratio, 1 - epsilon_low", "torch.clamp(ratio.detach(), 1 - epsilon_low"),
+        ),
+        mutant(
+            "ex_grpo_loss",
+            "token mean over every position, padding included",
+            ("return (per_token * mask).sum() / mask.sum()  #", "return (per_token * mask).sum() / mask.numel()  #"),
+        ),
+        mutant(
+            "ex_grpo_loss",
+            "k3 with the log-ratio upside down",
+            ("log_r = ref_logp - logp", "log_r = logp - ref_logp"),
+        ),
+        mutant(
+            "ex_grpo_loss",
+            "the larger objective (max instead of min)",
+            ("per_token = -torch.min(ratio * A, clipped * A)", "per_token = -torch.max(ratio * A, clipped * A)"),
+        ),
+        mutant(
+            "ex_grpo_loss",
+            "dr_grpo divides by the number of reply tokens",
+            ("(mask.shape[0] * max_completion_length)", "mask.sum()"),
+        ),
+        variant(
+            "ex_grpo_loss",
+            "torch.minimum, and 'grpo' as per-token weights 1 / |o_i| summed",
+            ("-torch.min(ratio * A, clipped * A)", "-torch.minimum(ratio * A, clipped * A)"),
+            ("return ((per_token * mask).sum(1) / mask.sum(1)).mean()",
+             "return (per_token * mask / mask.sum(1, keepdim=True)).sum() / mask.shape[0]"),
+        ),
+        mutant(
+            "ex_pass_at_k",
+            "1 - (1 - c/n)^k (draws with replacement)",
+            (
+                "    miss = 1.0\n    for i in range(n - c + 1, n + 1):\n",
+                "    return 1.0 - (1.0 - c / n) ** k\n    miss = 1.0\n    for i in range(n - c + 1, n + 1):\n",
+            ),
+        ),
+        mutant(
+            "ex_pass_at_k",
+            "one factor too many in the product",
+            ("range(n - c + 1, n + 1)", "range(n - c, n + 1)"),
+        ),
+        mutant(
+            "ex_pass_at_k",
+            "no check of k > n",
+            ("if not 1 <= k <= n:", "if not 1 <= k:"),
+        ),
+        mutant(
+            "ex_pass_at_k",
+            "c / n whatever k",
+            ("    return 1.0 - miss\n", "    return c / n\n"),
+        ),
+        variant(
+            "ex_pass_at_k",
+            "exact binomials with Python integers",
+            ("    return 1.0 - miss\n", "    return 1.0 - math.comb(n - c, k) / math.comb(n, k)\n"),
+        ),
+    ],
 }
 
 
