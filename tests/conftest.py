@@ -32,8 +32,8 @@ _connect = socket.socket.connect
 # (xdist's own `loadgroup` does not group under pytest 9: its node-id suffix is never applied.)
 PER_TEST = {"test_notebooks", "test_hub_track"}
 SAME_UNIT = {"test_attacks": "tests/test_grade_class.py"}  # they share one graded class (`lab00_class`)
-LONGEST_FIRST = ["test_grade_class", "test_attacks", "test_mutants", "test_browser", "test_publish", "test_setup",
-                 "test_notebooks", "test_hub_track", "test_lms", "test_models"]
+LONGEST_FIRST = ["test_browser", "test_grade_class", "test_attacks", "test_mutants", "test_publish", "test_setup",
+                 "test_notebooks", "test_hub_track", "test_lms", "test_models"]  # the browser: every lab, one server
 KERNEL_ID = re.compile(r"\[(\d\d_[a-z_]+)-k(\d+)")
 
 
