@@ -13,6 +13,10 @@ functions and the lab's full-mode settings (`rlhf.PPOConfig()`, `rlhf.DPOConfig(
 - ppo with beta 0: no KL penalty;
 - ppo_oracle: the oracle as reward, the lab's KL coefficient: the control (same optimiser, a true reward);
 - dpo: the lab's DPO run on the world's labelled pairs (`rlhf.DPOConfig()`: beta 0.5);
+- grpo: lab 07's full-mode GRPO recipe (`rlvr.GRPOConfig()`: 40 steps of 8 prompts x G = 8, lr 5e-5, "dapo"
+  aggregation, "group" scaling, beta 0) with the exact verifier as its reward, on lab 04's training prompts: the side-by-side
+  of lab 07 (a reward that cannot be gamed) with lab 04's PPO (a reward model), same prompts, same measurements;
+  its functions are the reference functions of tests/test_rlvr_support.py;
 - best_of_n, n = 1, 2, 4, ..., 64 (once, from the first seed: it trains nothing): M = `--bon-samples`
   samples of tiny-sft per prompt (at least 64), the reward model's favourite of n candidates drawn from
   them. Its numbers are exact expectations over that empirical reply distribution
@@ -23,8 +27,9 @@ functions and the lab's full-mode settings (`rlhf.PPOConfig()`, `rlhf.DPOConfig(
   less well (at n = M = 64 the best-of-n pick is the pool's best in 63% of draws).
 
 Prints a table, then, as its last line, `FRONTIER {json}`: {"start": {"oracle", "proxy"}, "runs": [{"method",
-"beta", "n", "seed", "kl", "oracle", "proxy", "seconds"}, ...]} ("n" is null except for best-of-n; "beta"
-is null for best-of-n). Run it under the shared lock on a busy machine; `--jobs 2` runs two at a time
+"beta", "n", "seed", "kl", "oracle", "proxy", "correct", "seconds"}, ...]} ("n" is null except for best-of-n;
+"beta" is null for best-of-n; "correct" is the share of replies the oracle counts as right). `--methods` runs a
+subset. Run it under the shared lock on a busy machine; `--jobs 2` runs two at a time
 (one thread each), and each row's "seconds" is its own run's wall time.
 """
 
@@ -42,10 +47,12 @@ from common import ROOT, commit
 
 sys.path.insert(0, str(ROOT / "tests"))
 from test_rlhf_support import solution_namespace  # noqa: E402  (the lab's solution cells, read from the notebook)
+from test_rlvr_support import FNS as GRPO_FNS  # noqa: E402  (lab 07's reference verifier, advantages and loss)
 
-from ptlab import env, models, rl, rlhf, tinyworld  # noqa: E402
+from ptlab import env, models, rl, rlhf, rlvr, tinyworld  # noqa: E402
 
 BON_NS = (1, 2, 4, 8, 16, 32, 64)
+METHODS = ("best_of_n", "ppo", "ppo_beta0", "ppo_oracle", "dpo", "grpo")
 
 
 def oracle_reward(prompts, replies) -> torch.Tensor:
@@ -78,16 +85,20 @@ def evaluate(w: dict, policy, seed: int, samples: int) -> dict:
 
 
 def train_run(w: dict, args, method: str, beta: float, seed: int) -> dict:
-    """One training run from tiny-sft ("ppo", "ppo_oracle" or "dpo"), measured on the held-out prompts."""
+    """One training run from tiny-sft ("ppo", "ppo_oracle", "dpo" or "grpo"), measured on the held-out prompts."""
     env.seed_everything(seed)
     policy = copy.deepcopy(w["policy0"]).requires_grad_(True)
-    if method == "dpo":
+    if method == "grpo":
+        rlvr.train_grpo(GRPO_FNS, policy, w["policy0"], w["tok"], w["train_prompts"],
+                        rlvr.GRPOConfig(steps=args.grpo_steps, beta=beta, seed=seed), progress=False)
+    elif method == "dpo":
         rlhf.train_dpo(w["dpo_fns"], policy, w["policy0"], w["tok"], w["pairs"],
                        rlhf.DPOConfig(beta=beta, seed=seed, steps=args.dpo_steps), progress=False)
     else:
         reward_fn = oracle_reward if method == "ppo_oracle" else w["proxy"]
         rlhf.train_ppo(w["fns"], policy, w["policy0"], rlhf.ValueModel(w["reward_model"]), w["tok"], w["train_prompts"],
-                       reward_fn, rlhf.PPOConfig(beta=beta, seed=seed, steps=args.ppo_steps), progress=False)
+                       reward_fn, rlhf.PPOConfig(beta=beta, seed=seed, steps=args.ppo_steps, lr=args.ppo_lr),
+                       progress=False)
     return evaluate(w, policy, seed, args.samples)
 
 
@@ -103,7 +114,8 @@ def best_of_n(w: dict, args, seed: int) -> list[dict]:
     flat_replies = [r for rs in replies for r in rs]
     rewards = w["proxy"](flat_prompts, flat_replies).view(len(prompts), M)
     oracle = oracle_reward(flat_prompts, flat_replies).view(len(prompts), M)
-    return rl.best_of_n_curve(replies, rewards, {"oracle": oracle, "proxy": rewards}, BON_NS)
+    correct = (oracle >= 0.5).double()  # the oracle's correct band, as rlhf.oracle_metrics counts it
+    return rl.best_of_n_curve(replies, rewards, {"oracle": oracle, "proxy": rewards, "correct": correct}, BON_NS)
 
 
 _WORLD: dict = {}
@@ -112,16 +124,17 @@ _WORLD: dict = {}
 def run_task(task: tuple) -> list[dict]:
     """One row of the table (a training run) or the best-of-n rows, in this process: (args, method, beta, seed)."""
     args, method, beta, seed = task
+    method = "ppo" if method == "ppo_beta0" else method
     if not _WORLD:
         _WORLD.update(load_world(args))
     t0 = time.time()
     if method == "best_of_n":
         curve = best_of_n(_WORLD, args, seed)
         return [{"method": method, "beta": None, "n": r["n"], "seed": seed, "kl": r["kl"], "oracle": r["oracle"],
-                 "proxy": r["proxy"], "seconds": time.time() - t0} for r in curve]
+                 "proxy": r["proxy"], "correct": r["correct"], "seconds": time.time() - t0} for r in curve]
     out = train_run(_WORLD, args, method, beta, seed)
     row = {"method": method, "beta": beta, "n": None, "seed": seed, "kl": out["kl"], "oracle": out["oracle"],
-           "proxy": out["proxy"], "seconds": time.time() - t0}
+           "proxy": out["proxy"], "correct": out["correct"], "seconds": time.time() - t0}
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     return [row]
 
@@ -129,21 +142,25 @@ def run_task(task: tuple) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="a subset to run (ppo_beta0: PPO with beta = 0)")
     parser.add_argument("--prompts", type=int, default=128, help="held-out prompts")
     parser.add_argument("--samples", type=int, default=2, help="sampled replies per held-out prompt")
     parser.add_argument("--bon-samples", type=int, default=64, help="tiny-sft samples per prompt for best-of-n")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one process each")
     parser.add_argument("--ppo-steps", type=int, default=rlhf.PPOConfig().steps, help="(a smoke run: 1)")
+    parser.add_argument("--ppo-lr", type=float, default=rlhf.PPOConfig().lr, help="PPO's policy learning rate")
+    parser.add_argument("--grpo-steps", type=int, default=rlvr.GRPOConfig().steps, help="(a smoke run: 1)")
     parser.add_argument("--dpo-steps", type=int, default=rlhf.DPOConfig().steps, help="(a smoke run: 1)")
     args = parser.parse_args()
     if args.bon_samples < max(BON_NS):
         parser.error(f"--bon-samples should be at least {max(BON_NS)}")
     lab_beta, dpo_beta = rlhf.PPOConfig().beta, rlhf.DPOConfig().beta
-    # best-of-n trains nothing: one sample pool, from the first seed
+    betas = {"ppo": lab_beta, "ppo_beta0": 0.0, "ppo_oracle": lab_beta, "dpo": dpo_beta, "grpo": rlvr.GRPOConfig().beta}
+    # best-of-n trains nothing: one sample pool, from the first seed; it also gives the start (best-of-1)
     tasks = [(args, "best_of_n", None, args.seeds[0])] + [
-        (args, method, beta, seed) for seed in args.seeds
-        for method, beta in (("ppo", lab_beta), ("ppo", 0.0), ("ppo_oracle", lab_beta), ("dpo", dpo_beta))]
+        (args, method, betas[method], seed) for seed in args.seeds for method in METHODS[1:] if method in args.methods]
     if args.jobs > 1:
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
             runs = [row for rows in pool.imap(run_task, tasks) for row in rows]
@@ -155,12 +172,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, device cpu, {torch.get_num_threads()} threads, commit {commit()}")
     print(f"{args.prompts} held-out prompts x {args.samples} replies (best-of-n: {args.bon_samples} samples per prompt), "
           f"seeds {args.seeds}; start (tiny-sft): oracle {start['oracle']:.3f}, proxy {start['proxy']:+.2f}")
-    print(f"{'method':11} {'beta':>5} {'n':>3} {'seed':>4} {'KL':>6} {'oracle':>7} {'proxy':>6} {'seconds':>8}")
+    print(f"{'method':11} {'beta':>5} {'n':>3} {'seed':>4} {'KL':>6} {'oracle':>7} {'proxy':>6} {'correct':>7} "
+          f"{'seconds':>8}")
     for r in runs:
         beta = "" if r["beta"] is None else f"{r['beta']:g}"
         n = "" if r["n"] is None else str(r["n"])
         print(f"{r['method']:11} {beta:>5} {n:>3} {r['seed']:>4} {r['kl']:6.2f} {r['oracle']:7.3f} {r['proxy']:+6.2f} "
-              f"{r['seconds']:8.0f}")
+              f"{r['correct']:7.1%} {r['seconds']:8.0f}")
     print("FRONTIER " + json.dumps({"start": start, "runs": runs}))
 
 
