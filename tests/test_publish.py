@@ -36,7 +36,8 @@ IDIOMS = {
 # not lab 02's `collate(examples, pad_token_id)` of built examples, so it cannot stand in for that exercise.
 TRIVIAL = re.compile(r"[\W_]*|pass|continue|break|return|return None|else:|try:|finally:")
 # ptlab.rlhf.ValueModel.forward is a module's forward method; the exercise of that name is lab 05's LoRALinear.
-REVIEWED_NAMES = {("qlora.py", "add_lora"), ("lora.py", "collate"), ("rlhf.py", "forward")}
+# ptlab.peft_methods.CausalLMView.forward and BitDeltaLinear.forward are modules' forward methods too.
+REVIEWED_NAMES = {("qlora.py", "add_lora"), ("lora.py", "collate"), ("rlhf.py", "forward"), ("peft_methods.py", "forward")}
 
 
 def secret_lines() -> set[str]:
