@@ -6,7 +6,8 @@
 The setting is lab 07's full mode: tiny-sft, training prompts of all ten task families (train split), held-out
 prompts of the test split (seed 3): 64 of the eight families tiny-sft was tuned on ("trained") and 32 of the two
 it never saw in chat form ("unseen"); pass@1 at T = 1 from 4 samples per prompt, and one greedy reply. Runs:
-main (`rlvr.GRPOConfig()`: "dapo" aggregation, "group" scaling), grpo_loss ("grpo" aggregation), scale_none
+main (`rlvr.GRPOConfig()`: "dapo" aggregation, "group" scaling), grpo_loss ("grpo" aggregation), dr_grpo_loss
+("dr_grpo" aggregation: the sum over tokens / (B * max_new_tokens)), scale_none
 (Dr. GRPO's advantages), dapo (the dynamic-sampling filter and clip-higher 0.28) and expert_iteration
 (`rlvr.ExpertIterationConfig()`). As in the notebook, the main run is evaluated at steps 0, 20 and 40 (its
 "seconds" include them), the others after their last step. Each seed seeds the run (its prompts, samples and minibatches); the held-out
@@ -16,7 +17,8 @@ on the first 32 prompts of each held-out set, pass@k for k = 1, 2, 4, ..., 64 (u
 
 Prints a table, then, as its last line, `RLVR {json}`: {"start": {set: {"pass1", "greedy"}}, "runs": [{"run",
 "seed", "seconds", "<set>_pass1", "<set>_greedy", "first" and "last": means over the first and last 5 steps of
-"reward", "kl", "length", "length_correct", "length_wrong", "entropy", "flat_groups"}, ...]}.
+"reward", "kl", "length", "length_correct", "length_wrong", "entropy", "flat_groups", "last10": the same over the
+last 10 steps (the notebook's variant table), "rows": samples trained on per step}, ...]}.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from test_rlvr_support import FNS  # noqa: E402  (reference verifier, advantages
 
 from ptlab import env, models, rl, rlvr, tinyworld  # noqa: E402
 
-RUNS = {"main": {}, "grpo_loss": {"loss_type": "grpo"}, "scale_none": {"scale": "none"},
+RUNS = {"main": {}, "grpo_loss": {"loss_type": "grpo"}, "dr_grpo_loss": {"loss_type": "dr_grpo"}, "scale_none": {"scale": "none"},
         "dapo": {"dynamic_sampling": True, "epsilon_high": 0.28}, "expert_iteration": None}
 KS = (1, 2, 4, 8, 16, 32, 64)
 STEP_KEYS = ("reward", "kl", "length", "length_correct", "length_wrong", "entropy", "flat_groups")
@@ -107,7 +109,8 @@ def run_task(task: tuple) -> dict:
     seconds = time.time() - t0
     final = {k: v for k, v in history[-1].items() if k.endswith(("_pass1", "_greedy"))} or evaluate(w, policy)
     row = {"run": name, "seed": seed, "seconds": seconds, **final,
-           "first": step_means(history[:5]), "last": step_means(history[-5:])}
+           "first": step_means(history[:5]), "last": step_means(history[-5:]), "last10": step_means(history[-10:]),
+           "rows": sum(r.get("rows", 0) for r in history) / len(history)}  # samples trained on per step
     if with_pass_at_k and name == "main":
         row["pass_at_k"] = pass_at_k_curves(w, policy)
     print(json.dumps(row), flush=True)
