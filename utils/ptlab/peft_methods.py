@@ -16,7 +16,6 @@ module runs the experiments around them the same way for every method:
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,8 +72,13 @@ def trainable_bytes(module: nn.Module, dtype: torch.dtype = torch.bfloat16) -> i
 
 
 @torch.no_grad()
-def seconds_per_token(module: nn.Module, batch: dict[str, torch.Tensor], repeats: int = 5) -> float:
-    """Median wall time of one forward pass over `batch`, divided by its real (unpadded) tokens."""
+def seconds_per_token(module: nn.Module, batch: dict[str, torch.Tensor], repeats: int = 20) -> float:
+    """Fastest of `repeats` forward passes over `batch`, divided by its real (unpadded) tokens.
+
+    The minimum, not the median: other jobs on a shared machine only ever add time, so the fastest pass is the
+    closest to the method's own cost (a median over 5 passes put full fine-tuning, the plain architecture,
+    26 % above the base model on 2 shared CPU cores).
+    """
     view = as_causal_lm(module).eval()
     logits_of(view(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]))  # warm-up
     times = []
@@ -82,7 +86,7 @@ def seconds_per_token(module: nn.Module, batch: dict[str, torch.Tensor], repeats
         start = time.perf_counter()
         logits_of(view(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]))
         times.append(time.perf_counter() - start)
-    return statistics.median(times) / int(batch["attention_mask"].sum())
+    return min(times) / int(batch["attention_mask"].sum())
 
 
 @dataclass
