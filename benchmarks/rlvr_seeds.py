@@ -9,7 +9,8 @@ it never saw in chat form ("unseen"); pass@1 at T = 1 from 4 samples per prompt,
 main (`rlvr.GRPOConfig()`: "dapo" aggregation, "group" scaling), grpo_loss ("grpo" aggregation), dr_grpo_loss
 ("dr_grpo" aggregation: the sum over tokens / (B * max_new_tokens)), scale_none
 (Dr. GRPO's advantages), dapo (the dynamic-sampling filter and clip-higher 0.28) and expert_iteration
-(`rlvr.ExpertIterationConfig()`). As in the notebook, the main run is evaluated at steps 0, 20 and 40 (its
+(`rlvr.ExpertIterationConfig()`); unseen_only trains on prompts of the two unseen families alone, 4 prompts x
+G = 16 per step (the task tiny-sft almost never solves, as the training target). As in the notebook, the main run is evaluated at steps 0, 20 and 40 (its
 "seconds" include them), the others after their last step. Each seed seeds the run (its prompts, samples and minibatches); the held-out
 evaluation always uses sampling seed 0. The functions are the reference functions of tests/test_rlvr_support.py.
 With `--pass-at-k`, tiny-sft and each main run also get the notebook's pass@k curves: 64 samples (sampling seed 1)
@@ -40,7 +41,11 @@ from test_rlvr_support import FNS  # noqa: E402  (reference verifier, advantages
 from ptlab import env, models, rl, rlvr, tinyworld  # noqa: E402
 
 RUNS = {"main": {}, "grpo_loss": {"loss_type": "grpo"}, "dr_grpo_loss": {"loss_type": "dr_grpo"}, "scale_none": {"scale": "none"},
-        "dapo": {"dynamic_sampling": True, "epsilon_high": 0.28}, "expert_iteration": None}
+        "dapo": {"dynamic_sampling": True, "epsilon_high": 0.28}, "expert_iteration": None,
+        # the hard families alone: training prompts of the two unseen families only, G = 16 samples of 4 prompts
+        # (the main run's 64 samples per step), so that more groups hold a right sample
+        "unseen_only": {"prompts_per_step": 4, "group_size": 16}}
+HARD_ONLY = {"unseen_only"}
 KS = (1, 2, 4, 8, 16, 32, 64)
 STEP_KEYS = ("reward", "kl", "length", "length_correct", "length_wrong", "entropy", "flat_groups")
 _WORLD: dict = {}
@@ -53,6 +58,7 @@ def load_world(threads: int) -> dict:
     rl.prepare_chat_tokenizer(tok)
     return {"policy0": policy0.requires_grad_(False), "tok": tok,
             "train": list(tinyworld.chat_dataset("train", n=2000)["prompt_messages"]),
+            "train_unseen": list(tinyworld.chat_dataset("train", n=2000, tasks=tinyworld.SFT_HELDOUT_TASKS)["prompt_messages"]),
             "eval": {"trained": list(tinyworld.chat_dataset("test", n=64, tasks=tinyworld.SFT_TASKS, seed=3)["prompt_messages"]),
                      "unseen": list(tinyworld.chat_dataset("test", n=32, tasks=tinyworld.SFT_HELDOUT_TASKS, seed=3)["prompt_messages"])}}
 
@@ -103,7 +109,7 @@ def run_task(task: tuple) -> dict:
                                               progress=False)
     else:  # as the notebook: the main run is evaluated at steps 0, 20 and 40 (evaluation reseeds the sampler)
         every = 20 if name == "main" else 0
-        history = rlvr.train_grpo(FNS, policy, w["policy0"], w["tok"], w["train"],
+        history = rlvr.train_grpo(FNS, policy, w["policy0"], w["tok"], w["train_unseen" if name in HARD_ONLY else "train"],
                                   rlvr.GRPOConfig(**RUNS[name], seed=seed), evaluate_fn=lambda p: evaluate(w, p),
                                   eval_every=every, progress=False)
     seconds = time.time() - t0
@@ -148,7 +154,7 @@ def main() -> None:
             values = [r[key] for r in mine]
             cells.append(f"{key} {sum(values) / len(values):.1%} ({min(values):.1%} to {max(values):.1%})")
         print(f"{name} over seeds {args.seeds}: " + ", ".join(cells))
-        for key in [k for k in STEP_KEYS if k in mine[0]["first"]]:
+        for key in [k for k in STEP_KEYS if all(k in r[part] for r in mine for part in ("first", "last"))]:
             first, last = ([r[part][key] for r in mine] for part in ("first", "last"))
             print(f"    {key:15} first 5 steps {sum(first) / len(first):7.3f}   last 5 steps {sum(last) / len(last):7.3f}")
     for r in [start] + runs:
