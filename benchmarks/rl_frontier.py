@@ -29,7 +29,8 @@ functions and the lab's full-mode settings (`rlhf.PPOConfig()`, `rlhf.DPOConfig(
 Prints a table, then, as its last line, `FRONTIER {json}`: {"start": {"oracle", "proxy"}, "runs": [{"method",
 "beta", "n", "seed", "kl", "oracle", "proxy", "correct", "seconds"}, ...]} ("n" is null except for best-of-n;
 "beta" is null for best-of-n; "correct" is the share of replies the oracle counts as right). `--methods` runs a
-subset. Run it under the shared lock on a busy machine; `--jobs 2` runs two at a time
+subset of the training runs (ppo_beta0: PPO with beta = 0); best-of-n always runs, since its n = 1 row is the
+start. Run it under the shared lock on a busy machine; `--jobs 2` runs two at a time
 (one thread each), and each row's "seconds" is its own run's wall time.
 """
 
