@@ -18,8 +18,8 @@ on the first 32 prompts of each held-out set, pass@k for k = 1, 2, 4, ..., 64 (u
 
 Prints a table, then, as its last line, `RLVR {json}`: {"start": {set: {"pass1", "greedy"}}, "runs": [{"run",
 "seed", "seconds", "<set>_pass1", "<set>_greedy", "first" and "last": means over the first and last 5 steps of
-"reward", "kl", "length", "length_correct", "length_wrong", "entropy", "flat_groups", "last10": the same over the
-last 10 steps (the notebook's variant table), "rows": samples trained on per step}, ...]}.
+"reward", "kl", "length", "length_correct", "length_wrong", "entropy", "flat_groups" (the notebook's variant table
+uses "last"), "rows": samples trained on per step}, ...]}.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def evaluate(w: dict, policy) -> dict[str, float]:
 
 
 def pass_at_k_curves(w: dict, policy) -> dict[str, list[float]]:
-    """Per held-out set: mean over its first 32 prompts of pass@k, k in KS, from 64 samples each (exact rationals)."""
+    """Per held-out set: mean over its first 32 prompts of pass@k, k in KS, from 64 samples each (1 - C(n-c, k) / C(n, k))."""
     out = {}
     for name, prompts in w["eval"].items():
         counts = rlvr.correct_counts(FNS.reward, policy, w["tok"], prompts[:32], max(KS), rlvr.GRPOConfig().max_new_tokens,
@@ -93,7 +93,7 @@ def step_means(history: list[dict]) -> dict[str, float]:
 
 
 def run_task(task: tuple) -> dict:
-    """One run from tiny-sft: (threads, run name, seed) -> its row."""
+    """One run from tiny-sft (or "start": tiny-sft itself evaluated): (threads, run name, seed, with pass@k) -> its row."""
     threads, name, seed, with_pass_at_k = task
     if not _WORLD:
         _WORLD.update(load_world(threads))
@@ -115,7 +115,7 @@ def run_task(task: tuple) -> dict:
     seconds = time.time() - t0
     final = {k: v for k, v in history[-1].items() if k.endswith(("_pass1", "_greedy"))} or evaluate(w, policy)
     row = {"run": name, "seed": seed, "seconds": seconds, **final,
-           "first": step_means(history[:5]), "last": step_means(history[-5:]), "last10": step_means(history[-10:]),
+           "first": step_means(history[:5]), "last": step_means(history[-5:]),
            "rows": sum(r.get("rows", 0) for r in history) / len(history)}  # samples trained on per step
     if with_pass_at_k and name == "main":
         row["pass_at_k"] = pass_at_k_curves(w, policy)
