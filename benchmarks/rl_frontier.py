@@ -30,7 +30,7 @@ Prints a table, then, as its last line, `FRONTIER {json}`: {"start": {"oracle", 
 "beta", "n", "seed", "kl", "oracle", "proxy", "correct", "seconds"}, ...]} ("n" is null except for best-of-n;
 "beta" is null for best-of-n; "correct" is the share of replies the oracle counts as right). `--methods` runs a
 subset of the training runs (ppo_beta0: PPO with beta = 0); best-of-n always runs, since its n = 1 row is the
-start. Run it under the shared lock on a busy machine; `--jobs 2` runs two at a time
+start. `--ppo-steps`, `--ppo-lr` and `--ppo-lam` (GAE's lambda) change PPO's recipe for a probe. Run it under the shared lock on a busy machine; `--jobs 2` runs two at a time
 (one thread each), and each row's "seconds" is its own run's wall time.
 """
 
@@ -98,7 +98,8 @@ def train_run(w: dict, args, method: str, beta: float, seed: int) -> dict:
     else:
         reward_fn = oracle_reward if method == "ppo_oracle" else w["proxy"]
         rlhf.train_ppo(w["fns"], policy, w["policy0"], rlhf.ValueModel(w["reward_model"]), w["tok"], w["train_prompts"],
-                       reward_fn, rlhf.PPOConfig(beta=beta, seed=seed, steps=args.ppo_steps, lr=args.ppo_lr),
+                       reward_fn, rlhf.PPOConfig(beta=beta, seed=seed, steps=args.ppo_steps, lr=args.ppo_lr,
+                                                      lam=args.ppo_lam),
                        progress=False)
     return evaluate(w, policy, seed, args.samples)
 
@@ -152,6 +153,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one process each")
     parser.add_argument("--ppo-steps", type=int, default=rlhf.PPOConfig().steps, help="(a smoke run: 1)")
     parser.add_argument("--ppo-lr", type=float, default=rlhf.PPOConfig().lr, help="PPO's policy learning rate")
+    parser.add_argument("--ppo-lam", type=float, default=rlhf.PPOConfig().lam, help="PPO's GAE lambda")
     parser.add_argument("--grpo-steps", type=int, default=rlvr.GRPOConfig().steps, help="(a smoke run: 1)")
     parser.add_argument("--dpo-steps", type=int, default=rlhf.DPOConfig().steps, help="(a smoke run: 1)")
     args = parser.parse_args()
