@@ -30,8 +30,9 @@ Prints a table, then, as its last line, `FRONTIER {json}`: {"start": {"oracle", 
 "beta", "n", "seed", "kl", "oracle", "proxy", "correct", "seconds"}, ...]} ("n" is null except for best-of-n;
 "beta" is null for best-of-n; "correct" is the share of replies the oracle counts as right). `--methods` runs a
 subset of the training runs (ppo_beta0: PPO with beta = 0); best-of-n always runs, since its n = 1 row is the
-start. `--ppo-steps`, `--ppo-lr` and `--ppo-lam` (GAE's lambda) change PPO's recipe for a probe. Run it under the shared lock on a busy machine; `--jobs 2` runs two at a time
-(one thread each), and each row's "seconds" is its own run's wall time.
+start. `--ppo-steps`, `--ppo-lr` and `--ppo-lam` (GAE's lambda) change PPO's recipe for a probe. Run it under
+the shared lock on a busy machine; `--jobs 2` runs two at a time (one thread each), and each row's "seconds" is
+its own run's wall time.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def train_run(w: dict, args, method: str, beta: float, seed: int) -> dict:
         reward_fn = oracle_reward if method == "ppo_oracle" else w["proxy"]
         rlhf.train_ppo(w["fns"], policy, w["policy0"], rlhf.ValueModel(w["reward_model"]), w["tok"], w["train_prompts"],
                        reward_fn, rlhf.PPOConfig(beta=beta, seed=seed, steps=args.ppo_steps, lr=args.ppo_lr,
-                                                      lam=args.ppo_lam),
+                                                 lam=args.ppo_lam),
                        progress=False)
     return evaluate(w, policy, seed, args.samples)
 
