@@ -81,6 +81,18 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
 
 
+@pytest.fixture(scope="module")
+def sft():
+    """tiny-sft, frozen, and its tokenizer set up for chats (`rl.prepare_chat_tokenizer`): the RL tests' policy."""
+    import torch
+
+    from ptlab import models, rl
+
+    torch.set_num_threads(1)
+    model, tokenizer = models.load("tiny-sft")
+    return model.requires_grad_(False), rl.prepare_chat_tokenizer(tokenizer)
+
+
 @pytest.fixture(scope="session")
 def hub_twin(tmp_path_factory) -> Path:
     """A SmolLM2-format model folder with a BPE tokenizer and random weights (ptlab.tinyworld.hubtwin)."""

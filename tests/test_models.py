@@ -33,7 +33,8 @@ def base():
 
 
 @pytest.fixture(scope="module")
-def sft():
+def sft_loaded():
+    """tiny-sft and its tokenizer as `load` returns them (conftest's `sft` prepares the tokenizer for chats)."""
     return load("tiny-sft")
 
 
@@ -102,10 +103,10 @@ def test_loaded_model_is_deterministic_and_batch_independent(base):
 # ---------------------------------------------------------------- generation in rounds
 
 
-def test_generation_in_rounds_equals_one_generate_call_per_prompt(sft):
+def test_generation_in_rounds_equals_one_generate_call_per_prompt(sft_loaded):
     from ptlab.tinyworld import SFT_TASKS, chat_dataset
 
-    model, tokenizer = sft
+    model, tokenizer = sft_loaded
     end = tokenizer.convert_tokens_to_ids("<|end|>")
     prompts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
                for p in chat_dataset("test", n=12, tasks=SFT_TASKS, seed=5)["prompt_messages"]]
@@ -118,10 +119,10 @@ def test_generation_in_rounds_equals_one_generate_call_per_prompt(sft):
     assert ev.greedy_generate(model, tokenizer, prompts, 30, stop_ids=[end], batch_size=5, round_tokens=3) == expected
 
 
-def test_sampled_replies_are_reproducible_from_the_seed(sft):
-    first = ev.policy_samples(*sft, 4, 6, seed=7)
-    assert first["replies"] == ev.policy_samples(*sft, 4, 6, seed=7)["replies"]
-    assert first["replies"] != ev.policy_samples(*sft, 4, 6, seed=8)["replies"]
+def test_sampled_replies_are_reproducible_from_the_seed(sft_loaded):
+    first = ev.policy_samples(*sft_loaded, 4, 6, seed=7)
+    assert first["replies"] == ev.policy_samples(*sft_loaded, 4, 6, seed=7)["replies"]
+    assert first["replies"] != ev.policy_samples(*sft_loaded, 4, 6, seed=8)["replies"]
     assert [len(r) for r in first["replies"]] == [6] * 4
 
 
@@ -164,11 +165,11 @@ def test_base_shows_chain_of_thought(base):
     assert verdict["cot"], f"arithmetic accuracy {arithmetic}"
 
 
-def test_sft_follows_instructions_and_base_does_not(base, sft):
+def test_sft_follows_instructions_and_base_does_not(base, sft_loaded):
     from ptlab.tinyworld import SFT_TASKS
 
     base_em = ev.chat_exact_match(*base, N_FAST, SFT_TASKS, core=True)
-    sft_em = ev.chat_exact_match(*sft, N_FAST, SFT_TASKS, core=True)
+    sft_em = ev.chat_exact_match(*sft_loaded, N_FAST, SFT_TASKS, core=True)
     assert _passes(_passing(chat_base=base_em, chat_sft=sft_em))["chat"], (base_em, sft_em)
 
 
@@ -178,9 +179,9 @@ def test_reward_model_agrees_with_the_oracle():
 
 
 @pytest.fixture(scope="module")
-def policy(sft):
+def policy(sft_loaded):
     """tiny-sft's samples on FAST_PROMPTS held-out prompts, and the shipped tiny-rm's rewards of them."""
-    samples = ev.policy_samples(*sft, FAST_PROMPTS, max(FAST_BEST_OF))
+    samples = ev.policy_samples(*sft_loaded, FAST_PROMPTS, max(FAST_BEST_OF))
     ranking, scores = ev.policy_ranking(*load("tiny-rm"), samples)
     return samples, ranking, scores
 

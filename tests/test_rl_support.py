@@ -8,14 +8,7 @@ import random
 import pytest
 import torch
 
-from ptlab import models, rl, tinyworld
-
-
-@pytest.fixture(scope="module")
-def sft():
-    torch.set_num_threads(1)
-    model, tokenizer = models.load("tiny-sft")
-    return model.requires_grad_(False), rl.prepare_chat_tokenizer(tokenizer)
+from ptlab import rl, tinyworld
 
 
 def test_a_group_rollout_keeps_each_prompts_samples_together(sft):

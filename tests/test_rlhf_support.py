@@ -45,13 +45,6 @@ def ppo_fns(ns):
 
 
 @pytest.fixture(scope="module")
-def sft():
-    torch.set_num_threads(1)
-    model, tokenizer = models.load("tiny-sft")
-    return model.requires_grad_(False), rlhf.prepare_chat_tokenizer(tokenizer)
-
-
-@pytest.fixture(scope="module")
 def rm():
     return models.load("tiny-rm")
 

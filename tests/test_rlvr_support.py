@@ -71,13 +71,6 @@ FNS = rlvr.GRPOFunctions(ref_logprobs, ref_kl, ref_reward, ref_advantages, ref_l
 
 
 @pytest.fixture(scope="module")
-def sft():
-    torch.set_num_threads(1)
-    model, tokenizer = models.load("tiny-sft")
-    return model.requires_grad_(False), rl.prepare_chat_tokenizer(tokenizer)
-
-
-@pytest.fixture(scope="module")
 def prompts():
     return list(tinyworld.chat_dataset("test", n=8, tasks=tinyworld.SFT_TASKS, seed=2)["prompt_messages"])
 
