@@ -27,10 +27,14 @@ functions and the lab's full-mode settings (`rlhf.PPOConfig()`, `rlhf.DPOConfig(
   less well (at n = M = 64 the best-of-n pick is the pool's best in 63% of draws).
 
 Prints a table, then, as its last line, `FRONTIER {json}`: {"start": {"oracle", "proxy"}, "runs": [{"method",
-"beta", "n", "seed", "kl", "oracle", "proxy", "correct", "seconds"}, ...]} ("n" is null except for best-of-n;
-"beta" is null for best-of-n; "correct" is the share of replies the oracle counts as right). `--methods` runs a
+"beta", "n", "seed", "kl", "oracle", "proxy", "correct", "filler", "seconds"}, ...]} ("n" is null except for
+best-of-n; "beta" is null for best-of-n; "correct" is the share of replies the oracle counts as right, "filler"
+the share that say more than their answer, `rlhf.has_filler`). `--methods` runs a
 subset of the training runs (ppo_beta0: PPO with beta = 0); best-of-n always runs, since its n = 1 row is the
-start. `--ppo-steps`, `--ppo-lr` and `--ppo-lam` (GAE's lambda) change PPO's recipe for a probe. Run it under
+start. `--ppo-steps`, `--ppo-lr` and `--ppo-lam` (GAE's lambda) change PPO's recipe for a probe.
+`--filler-bonus B` is a probe of the world, not of the recipe: the proxy becomes tiny-rm's score plus B for a
+reply that opens with an elaborate filler (any answer), everywhere (PPO's reward, best-of-n's pick, every
+"proxy" printed): a reward model whose flaw pays on every prompt, without training one. Run it under
 the shared lock on a busy machine; `--jobs 2` runs two at a time (one thread each), and each row's "seconds" is
 its own run's wall time.
 """
@@ -62,8 +66,18 @@ def oracle_reward(prompts, replies) -> torch.Tensor:
     return torch.tensor([tinyworld.oracle_score(p, r) for p, r in zip(prompts, replies, strict=True)])
 
 
+def with_filler_bonus(score, bonus: float):
+    """`score` plus `bonus` for each reply that opens with an elaborate filler: (prompts, replies) -> (B,)."""
+
+    def proxy(prompts, replies) -> torch.Tensor:
+        extra = torch.tensor([bonus * (tinyworld.filler_level(r) == tinyworld.ELABORATE_LEVEL) for r in replies])
+        return score(prompts, replies) + extra
+
+    return proxy
+
+
 def load_world(args) -> dict:
-    """The lab's solution functions, tiny-sft, tiny-rm, the prompts and the labelled pairs."""
+    """The lab's solution functions, tiny-sft, tiny-rm (with `--filler-bonus`), the prompts and the labelled pairs."""
     env.quiet_libraries()
     torch.set_num_threads(args.threads)
     ns = solution_namespace()
@@ -74,7 +88,8 @@ def load_world(args) -> dict:
                                      ns["ppo_losses"]),
             "dpo_fns": rlhf.DPOFunctions(ns["response_logprobs"], ns["dpo_loss"]),
             "policy0": policy0.requires_grad_(False), "tok": rlhf.prepare_chat_tokenizer(tok),
-            "reward_model": reward_model, "proxy": rlhf.reward_scorer(reward_model, reward_tok),
+            "reward_model": reward_model,
+            "proxy": with_filler_bonus(rlhf.reward_scorer(reward_model, reward_tok), args.filler_bonus),
             "train_prompts": list(tinyworld.chat_dataset("train", n=2000, tasks=tinyworld.SFT_TASKS)["prompt_messages"]),
             "eval_prompts": list(tinyworld.chat_dataset("test", n=args.prompts, tasks=tinyworld.SFT_TASKS)["prompt_messages"]),
             "pairs": [{"prompt": p, "chosen": c, "rejected": r}
@@ -118,7 +133,9 @@ def best_of_n(w: dict, args, seed: int) -> list[dict]:
     rewards = w["proxy"](flat_prompts, flat_replies).view(len(prompts), M)
     oracle = oracle_reward(flat_prompts, flat_replies).view(len(prompts), M)
     correct = (oracle >= 0.5).double()  # the oracle's correct band, as rlhf.oracle_metrics counts it
-    return rl.best_of_n_curve(replies, rewards, {"oracle": oracle, "proxy": rewards, "correct": correct}, BON_NS)
+    filler = torch.tensor([float(rlhf.has_filler(r)) for r in flat_replies]).view(len(prompts), M)
+    return rl.best_of_n_curve(replies, rewards, {"oracle": oracle, "proxy": rewards, "correct": correct,
+                                                 "filler": filler}, BON_NS)
 
 
 _WORLD: dict = {}
@@ -134,10 +151,11 @@ def run_task(task: tuple) -> list[dict]:
     if method == "best_of_n":
         curve = best_of_n(_WORLD, args, seed)
         return [{"method": method, "beta": None, "n": r["n"], "seed": seed, "kl": r["kl"], "oracle": r["oracle"],
-                 "proxy": r["proxy"], "correct": r["correct"], "seconds": time.time() - t0} for r in curve]
+                 "proxy": r["proxy"], "correct": r["correct"], "filler": r["filler"], "seconds": time.time() - t0}
+                for r in curve]
     out = train_run(_WORLD, args, method, beta, seed)
     row = {"method": method, "beta": beta, "n": None, "seed": seed, "kl": out["kl"], "oracle": out["oracle"],
-           "proxy": out["proxy"], "correct": out["correct"], "seconds": time.time() - t0}
+           "proxy": out["proxy"], "correct": out["correct"], "filler": out["filler"], "seconds": time.time() - t0}
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     return [row]
 
@@ -155,6 +173,8 @@ def main() -> None:
     parser.add_argument("--ppo-steps", type=int, default=rlhf.PPOConfig().steps, help="(a smoke run: 1)")
     parser.add_argument("--ppo-lr", type=float, default=rlhf.PPOConfig().lr, help="PPO's policy learning rate")
     parser.add_argument("--ppo-lam", type=float, default=rlhf.PPOConfig().lam, help="PPO's GAE lambda")
+    parser.add_argument("--filler-bonus", type=float, default=0.0,
+                        help="added to the proxy of replies behind an elaborate filler (a probe; 0: tiny-rm as it is)")
     parser.add_argument("--grpo-steps", type=int, default=rlvr.GRPOConfig().steps, help="(a smoke run: 1)")
     parser.add_argument("--dpo-steps", type=int, default=rlhf.DPOConfig().steps, help="(a smoke run: 1)")
     args = parser.parse_args()
@@ -175,14 +195,15 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, device cpu, {torch.get_num_threads()} threads, commit {commit()}")
     print(f"{args.prompts} held-out prompts x {args.samples} replies (best-of-n: {args.bon_samples} samples per prompt), "
-          f"seeds {args.seeds}; start (tiny-sft): oracle {start['oracle']:.3f}, proxy {start['proxy']:+.2f}")
+          f"seeds {args.seeds}; start (tiny-sft): oracle {start['oracle']:.3f}, proxy {start['proxy']:+.2f}"
+          + (f"; proxy = tiny-rm {args.filler_bonus:+g} behind an elaborate filler" if args.filler_bonus else ""))
     print(f"{'method':11} {'beta':>5} {'n':>3} {'seed':>4} {'KL':>6} {'oracle':>7} {'proxy':>6} {'correct':>7} "
-          f"{'seconds':>8}")
+          f"{'filler':>6} {'seconds':>8}")
     for r in runs:
         beta = "" if r["beta"] is None else f"{r['beta']:g}"
         n = "" if r["n"] is None else str(r["n"])
         print(f"{r['method']:11} {beta:>5} {n:>3} {r['seed']:>4} {r['kl']:6.2f} {r['oracle']:7.3f} {r['proxy']:+6.2f} "
-              f"{r['correct']:7.1%} {r['seconds']:8.0f}")
+              f"{r['correct']:7.1%} {r['filler']:6.1%} {r['seconds']:8.0f}")
     print("FRONTIER " + json.dumps({"start": start, "runs": runs}))
 
 
