@@ -78,6 +78,7 @@ def main() -> None:
         build = ns["METHODS"][name][0]
         for lr in GRID[name]:
             start = time.perf_counter()
+            ns["torch"].manual_seed(0)  # as the notebook's comparison: seed 0 also draws the initial prompt, prefix, adapters
             result = lab.run_method(name, build(copy.deepcopy(model)), tokenizer, ns["train_rows"], val_rows,
                                     steps=ns["STEPS"], lr=lr, batch_size=ns["BATCH"], seed=0, progress=False)
             runs.append({"method": name, "lr": lr, "val_accuracy": result.accuracy, "final_loss": result.losses[-1],
