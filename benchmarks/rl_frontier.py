@@ -34,7 +34,9 @@ subset of the training runs (ppo_beta0: PPO with beta = 0); best-of-n always run
 start. `--ppo-steps`, `--ppo-lr` and `--ppo-lam` (GAE's lambda) change PPO's recipe for a probe.
 `--filler-bonus B` is a probe of the world, not of the recipe: the proxy becomes tiny-rm's score plus B for a
 reply that opens with an elaborate filler (any answer), everywhere (PPO's reward, best-of-n's pick, every
-"proxy" printed): a reward model whose flaw pays on every prompt, without training one. Run it under
+"proxy" printed): a reward model whose flaw pays on every prompt, without training one. With `--filler-only` the
+bonus is the whole proxy (tiny-rm's score left out): a reward with one exploit and no other signal, the control
+for whether PPO can learn to write a filler `tiny-sft` rarely samples. Run it under
 the shared lock on a busy machine; `--jobs 2` runs two at a time (one thread each), and each row's "seconds" is
 its own run's wall time.
 """
@@ -76,6 +78,11 @@ def with_filler_bonus(score, bonus: float):
     return proxy
 
 
+def no_score(prompts, replies) -> torch.Tensor:
+    """A reward model that scores every reply 0 (`--filler-only`: the bonus is the whole reward)."""
+    return torch.zeros(len(replies))
+
+
 def load_world(args) -> dict:
     """The lab's solution functions, tiny-sft, tiny-rm (with `--filler-bonus`), the prompts and the labelled pairs."""
     env.quiet_libraries()
@@ -89,7 +96,8 @@ def load_world(args) -> dict:
             "dpo_fns": rlhf.DPOFunctions(ns["response_logprobs"], ns["dpo_loss"]),
             "policy0": policy0.requires_grad_(False), "tok": rlhf.prepare_chat_tokenizer(tok),
             "reward_model": reward_model,
-            "proxy": with_filler_bonus(rlhf.reward_scorer(reward_model, reward_tok), args.filler_bonus),
+            "proxy": with_filler_bonus(no_score if args.filler_only else rlhf.reward_scorer(reward_model, reward_tok),
+                                       args.filler_bonus),
             "train_prompts": list(tinyworld.chat_dataset("train", n=2000, tasks=tinyworld.SFT_TASKS)["prompt_messages"]),
             "eval_prompts": list(tinyworld.chat_dataset("test", n=args.prompts, tasks=tinyworld.SFT_TASKS)["prompt_messages"]),
             "pairs": [{"prompt": p, "chosen": c, "rejected": r}
@@ -175,9 +183,13 @@ def main() -> None:
     parser.add_argument("--ppo-lam", type=float, default=rlhf.PPOConfig().lam, help="PPO's GAE lambda")
     parser.add_argument("--filler-bonus", type=float, default=0.0,
                         help="added to the proxy of replies behind an elaborate filler (a probe; 0: tiny-rm as it is)")
+    parser.add_argument("--filler-only", action="store_true",
+                        help="the proxy is the filler bonus alone, tiny-rm's score left out (a probe: needs --filler-bonus)")
     parser.add_argument("--grpo-steps", type=int, default=rlvr.GRPOConfig().steps, help="(a smoke run: 1)")
     parser.add_argument("--dpo-steps", type=int, default=rlhf.DPOConfig().steps, help="(a smoke run: 1)")
     args = parser.parse_args()
+    if args.filler_only and not args.filler_bonus:
+        parser.error("--filler-only needs --filler-bonus: without it every reply scores 0")
     if args.bon_samples < max(BON_NS):
         parser.error(f"--bon-samples should be at least {max(BON_NS)}")
     lab_beta, dpo_beta = rlhf.PPOConfig().beta, rlhf.DPOConfig().beta
@@ -196,7 +208,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, device cpu, {torch.get_num_threads()} threads, commit {commit()}")
     print(f"{args.prompts} held-out prompts x {args.samples} replies (best-of-n: {args.bon_samples} samples per prompt), "
           f"seeds {args.seeds}; start (tiny-sft): oracle {start['oracle']:.3f}, proxy {start['proxy']:+.2f}"
-          + (f"; proxy = tiny-rm {args.filler_bonus:+g} behind an elaborate filler" if args.filler_bonus else ""))
+          + (f"; proxy = {'' if args.filler_only else 'tiny-rm '}{args.filler_bonus:+g} behind an elaborate filler"
+             if args.filler_bonus else ""))
     print(f"{'method':11} {'beta':>5} {'n':>3} {'seed':>4} {'KL':>6} {'oracle':>7} {'proxy':>6} {'correct':>7} "
           f"{'filler':>6} {'seconds':>8}")
     for r in runs:
