@@ -73,6 +73,8 @@ def test_best_of_n_weights_match_simulated_best_of_n():
         assert float(weights[rewards == level].sum()) == pytest.approx(simulated, abs=0.005)
     assert weights[0] == weights[3]  # tied samples share their level's mass
     torch.testing.assert_close(rl.best_of_n_weights(rewards, 1), torch.full((5,), 0.2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="NaN"):
+        rl.best_of_n_weights(torch.tensor([0.3, float("nan")]), 3)
 
 
 def test_empirical_kl_of_best_of_n_is_the_closed_form_for_distinct_replies_and_less_for_repeats():
