@@ -1216,10 +1216,13 @@ HARMLESS = mutant("ex_sequence_logprob", "a comment added (harmless)", ("    ###
                                                                       "    ### BEGIN SOLUTION\n    # harmless\n"))
 
 
-# A lab's rows run in several kernels when it has many (each kernel runs the exercise part once, then its
-# rows), so the two xdist workers share a long lab; rows go to the kernel with the least re-run work so far
-# (longest first), and the first kernel also re-runs every graded cell after the whole notebook.
-ROWS_PER_KERNEL = 16
+# A lab's rows run in several kernels when it has more than ROWS_PER_KERNEL (each kernel runs the exercise
+# part once, then its rows), so the two xdist workers can share a long lab; rows go to the kernel with the
+# least re-run work so far (longest first), and the first kernel also re-runs every graded cell after the
+# whole notebook. Every kernel pays its start, the lab's imports and the exercise part again (10-25 s), and
+# the suite is CPU-bound on its 2 cores, so a second kernel only pays off once one lab's rows outlast the
+# other worker's units: today every lab fits in one (lab 01's, the longest, about 5 minutes).
+ROWS_PER_KERNEL = 40
 
 
 def _kernels(lab: str) -> list[list[Mutant]]:
