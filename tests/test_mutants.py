@@ -1084,6 +1084,19 @@ MUTANTS: dict[str, list[Mutant]] = {
             ("nn.Sequential(nn.Linear(d_kv, encoder_hidden_size)", "nn.Sequential(nn.Linear(cfg.hidden_size, encoder_hidden_size)"),
         ),
         mutant(
+            "ex_prefix_tuning",
+            "prefix made in float32 on the CPU (no dtype=, no device=)",
+            ("torch.randn(self.n, width, dtype=weight.dtype, device=weight.device)", "torch.randn(self.n, width)"),
+            own=("test_prefix_tuning",),
+        ),
+        mutant(
+            "ex_prefix_tuning",
+            "the MLP left on the CPU in float32",
+            ("nn.Linear(encoder_hidden_size, self.n_layers * 2 * d_kv)).to(weight.device, weight.dtype)",
+             "nn.Linear(encoder_hidden_size, self.n_layers * 2 * d_kv))"),
+            own=("test_prefix_tuning",),
+        ),
+        mutant(
             "ex_adapters",
             "up-projection not zero-initialised",
             ("        nn.init.zeros_(self.up.weight)  # identity at init: the model starts as it was\n        nn.init.zeros_(self.up.bias)\n", ""),
