@@ -762,6 +762,43 @@ MUTANTS: dict[str, list[Mutant]] = {
     ],
     "05_lora": [
         mutant(
+            "ex_lora_param_count",
+            "B counted as (r, d_in) too (right only for square weights)",
+            ("return r * d_in + d_out * r", "return 2 * r * d_in"),
+        ),
+        mutant(
+            "ex_lora_param_count",
+            "no guard: r = 0 counts 0 parameters",
+            ('        if type(value) is not int or value < 1:\n            raise ValueError(f"{name} should be a positive int, got {value!r}")\n    return r',
+             '        pass\n    return r'),
+        ),
+        mutant(
+            "ex_lora_param_count",
+            "the share kept, not the share saved",
+            ("return 1.0 - lora_param_count(d_out, d_in, r) / (d_out * d_in)", "return lora_param_count(d_out, d_in, r) / (d_out * d_in)"),
+        ),
+        variant("ex_lora_param_count", "r (d_in + d_out)", ("return r * d_in + d_out * r", "return r * (d_in + d_out)")),
+        mutant(
+            "ex_transformer_param_counts",
+            "feed-forward without biases",
+            ('"feed_forward": L * (d * d_ff + d_ff + d_ff * d + d),', '"feed_forward": L * (d * d_ff + d_ff * d),'),
+        ),
+        mutant(
+            "ex_transformer_param_counts",
+            "layer norms with a shift as well as a gain",
+            ('"layer_norms": (2 * L + 1) * d,', '"layer_norms": 2 * (2 * L + 1) * d,'),
+        ),
+        mutant(
+            "ex_transformer_param_counts",
+            "the tied head counted",
+            ('"lm_head": 0 if tied else vocab * d,', '"lm_head": vocab * d,'),
+        ),
+        mutant(
+            "ex_transformer_param_counts",
+            "a given d_ff ignored (always 4 d)",
+            ("d_ff = 4 * d_model if d_ff is None else d_ff", "d_ff = 4 * d_model"),
+        ),
+        mutant(
             "ex_lora_linear",
             "a second unmerge subtracts the update again",
             (
@@ -770,12 +807,90 @@ MUTANTS: dict[str, list[Mutant]] = {
             ),
         ),
         mutant(
+            "ex_lora_linear",
+            "a second merge adds the update again",
+            (
+                "        if not self.merged:\n            self.base.weight += self.delta_weight()\n            self.merged = True",
+                "        self.base.weight += self.delta_weight()\n        self.merged = True",
+            ),
+        ),
+        mutant(
+            "ex_lora_linear",
+            "B random too (the update is not zero at the start)",
+            ("nn.init.zeros_(self.lora_B.weight)", "nn.init.kaiming_uniform_(self.lora_B.weight, a=math.sqrt(5))"),
+        ),
+        mutant("ex_lora_linear", "scaling = alpha, not alpha / r", ("self.scaling = alpha / r", "self.scaling = alpha")),
+        mutant(
+            "ex_lora_linear",
+            "the update not scaled in forward",
+            ("return self.base(x) + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling",
+             "return self.base(x) + self.lora_B(self.lora_A(self.dropout(x)))"),
+        ),
+        mutant(
+            "ex_lora_linear",
+            "the base left trainable",
+            ("        for p in base.parameters():\n            p.requires_grad_(False)\n        factory", "        factory"),
+        ),
+        mutant(
+            "ex_lora_linear",
+            "A and B made in float32 on the CPU",
+            ('factory = {"device": base.weight.device, "dtype": base.weight.dtype}', "factory = {}"),
+        ),
+        mutant(
+            "ex_lora_linear",
+            "dropout on the update, not on x",
+            ("self.lora_B(self.lora_A(self.dropout(x)))", "self.dropout(self.lora_B(self.lora_A(x)))"),
+        ),
+        mutant(
+            "ex_lora_linear",
+            "after a merge, forward adds the update a second time",
+            ("        if self.merged:  # the update already lives in base.weight\n            return self.base(x)\n", ""),
+        ),
+        mutant(
             "ex_add_lora",
             "'proj' matches q_proj",
             (
                 'matches = lambda name, t: name == t or name.endswith("." + t)',
                 "matches = lambda name, t: t in name",
             ),
+        ),
+        mutant(
+            "ex_add_lora",
+            "the rest of the model left trainable",
+            ("    for p in model.parameters():\n        p.requires_grad_(False)\n    for name in targets:", "    for name in targets:"),
+        ),
+        mutant(
+            "ex_add_lora",
+            "a target that matches nothing passes silently",
+            ("        if not any(matches(name, t) for name in names):\n            raise ValueError(",
+             "        if False:\n            raise ValueError("),
+        ),
+        mutant(
+            "ex_add_lora",
+            "types checked only while replacing (a bad target leaves the model half changed)",
+            ("        if not isinstance(module, nn.Linear):\n            raise TypeError(", "        if False:\n            raise TypeError("),
+        ),
+        mutant(
+            "ex_low_rank_approx",
+            "keeps r + 1 singular values",
+            ("W_r = (U[:, :r] * S[:r]) @ Vh[:r]", "W_r = (U[:, :r + 1] * S[:r + 1]) @ Vh[:r + 1]"),
+        ),
+        mutant(
+            "ex_low_rank_approx",
+            "error from the kept singular values",
+            ("error = float(S[r:].square().sum().sqrt())", "error = float(S[:r].square().sum().sqrt())"),
+        ),
+        mutant(
+            "ex_low_rank_approx",
+            "error squared (no square root)",
+            ("error = float(S[r:].square().sum().sqrt())", "error = float(S[r:].square().sum())"),
+        ),
+        mutant("ex_low_rank_approx", "W_r returned in float64", ("return W_r.to(W.dtype), error", "return W_r, error")),
+        variant(
+            "ex_low_rank_approx",
+            "U diag(S) V^T, error as the norm of the residual",
+            ("W_r = (U[:, :r] * S[:r]) @ Vh[:r]", "W_r = U[:, :r] @ torch.diag(S[:r]) @ Vh[:r]"),
+            ("error = float(S[r:].square().sum().sqrt())", "error = float(torch.linalg.norm(W.double() - W_r))"),
         ),
     ],
     "06_qlora": [
