@@ -254,6 +254,33 @@ MUTANTS: dict[str, list[Mutant]] = {
             ),
         ),
         mutant(
+            "ex_build_sft_example",
+            "every token labelled (no loss masking)",
+            ("labels = [IGNORE_INDEX] * len(input_ids)", "labels = list(input_ids)"),
+        ),
+        mutant(
+            "ex_build_sft_example",
+            "the assistant header labelled with the reply",
+            ("reply_start = len(prefix)", "reply_start = len(render(messages[:i]))"),
+        ),
+        mutant(
+            "ex_build_sft_example",
+            "the end-of-turn token left unlabelled",
+            ("labels[reply_start:end] = input_ids[reply_start:end]", "labels[reply_start:end - 1] = input_ids[reply_start:end - 1]"),
+        ),
+        mutant(
+            "ex_build_sft_example",
+            "only the last reply labelled",
+            ('        if message["role"] != "assistant":\n            continue',
+             '        if message["role"] != "assistant" or i != len(messages) - 1:\n            continue'),
+        ),
+        mutant(
+            "ex_build_sft_example",
+            "a long context cut at the end (the reply is lost)",
+            ("input_ids, labels = input_ids[-max_length:], labels[-max_length:]",
+             "input_ids, labels = input_ids[:max_length], labels[:max_length]"),
+        ),
+        mutant(
             "ex_collate",
             "one dtype slip must cost collate's points only",
             (
@@ -264,6 +291,16 @@ MUTANTS: dict[str, list[Mutant]] = {
                 "torch.full((B, T), fill[k], dtype=torch.long)",
                 "torch.full((B, T), fill[k], dtype=torch.int32)",
             ),
+        ),
+        mutant(
+            "ex_collate",
+            "padded on the left",
+            ("batch[k][b, : len(row[k])] = row[k]", "batch[k][b, T - len(row[k]) :] = row[k]"),
+        ),
+        mutant(
+            "ex_collate",
+            "labels padded with the pad id, not -100",
+            ('"labels": IGNORE_INDEX}', '"labels": pad_token_id}'),
         ),
         mutant(
             "ex_sft_loss",
@@ -316,6 +353,17 @@ MUTANTS: dict[str, list[Mutant]] = {
                 "do_sample=False, pad_token_id=pad_id)",
             ),
             ("            if end_id in row:\n                row = row[: row.index(end_id)]\n", ""),
+        ),
+        mutant(
+            "ex_instruction_accuracy",
+            "prompts padded on the right for generation",
+            ("[pad_id] * (T - len(ids)) + ids for ids in chunk]", "ids + [pad_id] * (T - len(ids)) for ids in chunk]"),
+            ("[[0] * (T - len(ids)) + [1] * len(ids) for ids in chunk]", "[[1] * len(ids) + [0] * (T - len(ids)) for ids in chunk]"),
+        ),
+        mutant(
+            "ex_instruction_accuracy",
+            "the prompt decoded with the reply",
+            ("for row in out[:, T:].tolist():", "for row in out.tolist():"),
         ),
     ],
     "03_reward_model": [
