@@ -18,6 +18,19 @@ pytestmark = pytest.mark.slow
 MUTANTS: dict[str, list[Mutant]] = {
     "00_orientation": [
         mutant(
+            "ex_next_token_probs",
+            "the probabilities of every position, not the last",
+            ("last = logits[:, -1, :] / temperature", "last = logits / temperature"),
+        ),
+        mutant("ex_next_token_probs", "temperature multiplies the logits", ("logits[:, -1, :] / temperature", "logits[:, -1, :] * temperature")),
+        mutant("ex_next_token_probs", "the first position, not the last", ("logits[:, -1, :] / temperature", "logits[:, 0, :] / temperature")),
+        mutant(
+            "ex_top_next_tokens",
+            "probabilities left as tensors",
+            ("(tokenizer.decode([int(i)]), float(p))", "(tokenizer.decode([int(i)]), p)"),
+        ),
+        mutant("ex_top_next_tokens", "the k least likely tokens", ("top = torch.topk(probs, k)", "top = torch.topk(probs, k, largest=False)")),
+        mutant(
             "ex_count_parameters",
             "k_proj/v_proj as wide as q_proj (ignores grouped-query attention)",
             ("    attention = d * q + q * d + 2 * d * kv", "    attention = 4 * d * d"),
@@ -942,6 +955,55 @@ MUTANTS: dict[str, list[Mutant]] = {
         ),
     ],
     "06_qlora": [
+        mutant("ex_absmax", "scale from the mean |x|, not the max", ("scale = qmax / x.abs().max()", "scale = qmax / x.abs().mean()")),
+        mutant(
+            "ex_absmax",
+            "truncated toward zero, not rounded",
+            ("q = torch.round(x * scale).clamp(-qmax, qmax).to(torch.int8)", "q = (x * scale).clamp(-qmax, qmax).to(torch.int8)"),
+        ),
+        mutant("ex_absmax", "dequantized by multiplying with the scale", ("return q.float() / scale", "return q.float() * scale")),
+        mutant(
+            "ex_zeropoint",
+            "zero point not rounded",
+            ("zero_point = torch.round(qmin - scale * x.min())", "zero_point = qmin - scale * x.min()"),
+        ),
+        mutant("ex_zeropoint", "dequantize adds the zero point", ("(q.float() - zero_point) / scale", "(q.float() + zero_point) / scale")),
+        mutant("ex_zeropoint", "2^bits steps, not 2^bits - 1", ("scale = (qmax - qmin) /", "scale = (qmax - qmin + 1) /")),
+        mutant(
+            "ex_blockwise",
+            "one absmax for the whole tensor",
+            ("absmax = blocks.abs().amax(dim=1)  # (N,)", "absmax = blocks.abs().amax().expand(n_blocks)  # (N,)"),
+        ),
+        mutant("ex_blockwise", "an extra block when n is a multiple of B", ("n_blocks = -(-n // blocksize)", "n_blocks = n // blocksize + 1")),
+        mutant("ex_blockwise", "dequantize divides by the absmax", ("(blocks * (absmax / 127.0)[:, None])", "(blocks * (127.0 / absmax)[:, None])")),
+        mutant(
+            "ex_double_quant",
+            "the mean not subtracted",
+            ("scale_blocks(absmax.float().reshape(-1) - offset, blocksize)", "scale_blocks(absmax.float().reshape(-1), blocksize)"),
+        ),
+        mutant(
+            "ex_double_quant",
+            "dequantized without the offset",
+            ("DYNAMIC_CODE[q.long()] * absmax2.repeat_interleave(blocksize)[:n] + offset",
+             "DYNAMIC_CODE[q.long()] * absmax2.repeat_interleave(blocksize)[:n]"),
+        ),
+        mutant(
+            "ex_double_quant",
+            "bits per parameter without the second-level constants",
+            ("return 8 / blocksize + 32 / (blocksize * blocksize2)", "return 8 / blocksize"),
+        ),
+        mutant("ex_memory", "NF4 without its constants", ('"nf4": 4 + bits_per_parameter(64, double_quant=False),', '"nf4": 4.0,')),
+        mutant("ex_memory", "bits, not bytes", ("return float(n_params * bits[dtype] / 8)", "return float(n_params * bits[dtype])")),
+        mutant(
+            "ex_int8",
+            "outlier columns quantized too (no float path)",
+            ("outlier = (x.abs() >= threshold).any(dim=0)", "outlier = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)"),
+        ),
+        mutant(
+            "ex_int8",
+            "one scale for all tokens",
+            ("scale_x = x_int.abs().amax(dim=1).clamp(min=1e-12)", "scale_x = x_int.abs().amax().clamp(min=1e-12).expand(x_int.shape[0])"),
+        ),
         mutant(
             "ex_int8",
             "> where the spec says >=",
