@@ -899,6 +899,11 @@ MUTANTS: dict[str, list[Mutant]] = {
         ),
         mutant(
             "ex_lora_linear",
+            "A and B made on the CPU (dtype given, device not)",
+            ('factory = {"device": base.weight.device, "dtype": base.weight.dtype}', 'factory = {"dtype": base.weight.dtype}'),
+        ),
+        mutant(
+            "ex_lora_linear",
             "dropout on the update, not on x",
             ("self.lora_B(self.lora_A(self.dropout(x)))", "self.dropout(self.lora_B(self.lora_A(x)))"),
         ),
